@@ -1,0 +1,24 @@
+/* SPDX-License-Identifier: MIT */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/*
+ * Read a whole file of at most @max_size bytes into a malloc'ed buffer with a NUL after the
+ * data. Returns 0, -EFBIG when larger, or the negative errno of open/read.
+ */
+int read_file(const char *path, size_t max_size, char **out, size_t *out_len);
+
+/*
+ * Crash-safe replace: write to a temporary file in the same directory, fsync it, rename over
+ * @path, fsync the directory. A crash leaves either the old or the new file, never a mix.
+ */
+int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
+
+/* mkdir -p with @mode for created components. */
+int mkdir_p(const char *path, mode_t mode);
+
+/* Join @dir and @name with one '/'; malloc'ed, NULL on ENOMEM. */
+char *path_join(const char *dir, const char *name);

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+#include "skr_error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int error_vset(struct skr_error *err, int code, const char *fmt, va_list ap)
+{
+	if (!err)
+		return code;
+	err->code = code;
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	return code;
+}
+
+int skr_error_set(struct skr_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err || err->msg[0])
+		return code;
+	va_start(ap, fmt);
+	error_vset(err, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int skr_error_reset(struct skr_error *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	error_vset(err, code, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
+{
+	char prefix[SKR_ERROR_MSG_MAX];
+	size_t plen, olen;
+	va_list ap;
+
+	if (!err)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
+	plen = strlen(prefix);
+	olen = strnlen(err->msg, sizeof(err->msg) - 1);
+	if (plen > sizeof(err->msg) - 1)
+		plen = sizeof(err->msg) - 1;
+	/* Keep as much of the original reason as fits after the prefix. */
+	if (plen + olen > sizeof(err->msg) - 1)
+		olen = sizeof(err->msg) - 1 - plen;
+	memmove(err->msg + plen, err->msg, olen);
+	memcpy(err->msg, prefix, plen);
+	err->msg[plen + olen] = '\0';
+	return err->code;
+}
+
+void skr_error_clear(struct skr_error *err)
+{
+	if (!err)
+		return;
+	err->code = 0;
+	err->msg[0] = '\0';
+}
+
+const char *skr_error_message(const struct skr_error *err)
+{
+	if (!err)
+		return "unknown error";
+	if (err->msg[0])
+		return err->msg;
+	if (err->code)
+		return strerror(-err->code);
+	return "no error";
+}
