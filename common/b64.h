@@ -18,9 +18,9 @@ enum b64_variant {
 
 /* Which inputs b64_decode() accepts. */
 enum {
-	B64_ACCEPT_STD = 1 << 0,   /* '+' '/' alphabet */
-	B64_ACCEPT_URL = 1 << 1,   /* '-' '_' alphabet */
-	B64_REQUIRE_PAD = 1 << 2,  /* length must be a multiple of 4 (Go StdEncoding) */
+	B64_ACCEPT_STD = 1 << 0,  /* '+' '/' alphabet */
+	B64_ACCEPT_URL = 1 << 1,  /* '-' '_' alphabet */
+	B64_REQUIRE_PAD = 1 << 2, /* length must be a multiple of 4 (Go StdEncoding) */
 	B64_ACCEPT_ANY = B64_ACCEPT_STD | B64_ACCEPT_URL,
 };
 

@@ -5,7 +5,7 @@
 #include <limits.h>
 
 int json_parse(const char *text, size_t len, const char *what, json_object **out,
-	       struct skr_error *err)
+               struct skr_error *err)
 {
 	struct json_tokener *tok;
 	json_object *obj;
@@ -27,7 +27,7 @@ int json_parse(const char *text, size_t len, const char *what, json_object **out
 	if (!obj || jerr != json_tokener_success) {
 		json_object_put(obj);
 		return skr_error_set(err, -EINVAL, "%s is not valid JSON: %s", what,
-				     json_tokener_error_desc(jerr));
+		                     json_tokener_error_desc(jerr));
 	}
 	/* Trailing whitespace is fine, a second document or garbage is not. */
 	for (size_t i = consumed; i < len; i++) {
@@ -36,9 +36,9 @@ int json_parse(const char *text, size_t len, const char *what, json_object **out
 		if (c != ' ' && c != '\t' && c != '\r' && c != '\n') {
 			json_object_put(obj);
 			return skr_error_set(err, -EINVAL,
-					     "%s is not valid JSON: unexpected data after the "
-					     "document at byte %zu",
-					     what, i);
+			                     "%s is not valid JSON: unexpected data after the "
+			                     "document at byte %zu",
+			                     what, i);
 		}
 	}
 	*out = obj;
@@ -46,13 +46,14 @@ int json_parse(const char *text, size_t len, const char *what, json_object **out
 }
 
 static int get_field(json_object *obj, const char *key, bool required, json_type type,
-		     const char *type_name, json_object **out, struct skr_error *err)
+                     const char *type_name, json_object **out, struct skr_error *err)
 {
 	json_object *v = NULL;
 
 	*out = NULL;
 	if (!obj || !json_object_is_type(obj, json_type_object))
-		return skr_error_set(err, -EINVAL, "expected a JSON object holding field '%s'", key);
+		return skr_error_set(err, -EINVAL, "expected a JSON object holding field '%s'",
+		                     key);
 	if (!json_object_object_get_ex(obj, key, &v) || json_object_is_type(v, json_type_null)) {
 		if (required)
 			return skr_error_set(err, -ENOENT, "field '%s' is missing", key);
@@ -65,7 +66,7 @@ static int get_field(json_object *obj, const char *key, bool required, json_type
 }
 
 int json_get_string(json_object *obj, const char *key, bool required, const char **out,
-		    struct skr_error *err)
+                    struct skr_error *err)
 {
 	json_object *v;
 	int r = get_field(obj, key, required, json_type_string, "a string", &v, err);
@@ -75,7 +76,7 @@ int json_get_string(json_object *obj, const char *key, bool required, const char
 }
 
 int json_get_bool(json_object *obj, const char *key, bool required, bool *out,
-		  struct skr_error *err)
+                  struct skr_error *err)
 {
 	json_object *v;
 	int r = get_field(obj, key, required, json_type_boolean, "true or false", &v, err);
@@ -86,7 +87,7 @@ int json_get_bool(json_object *obj, const char *key, bool required, bool *out,
 }
 
 int json_get_object(json_object *obj, const char *key, bool required, json_object **out,
-		    struct skr_error *err)
+                    struct skr_error *err)
 {
 	return get_field(obj, key, required, json_type_object, "a JSON object", out, err);
 }
@@ -94,5 +95,5 @@ int json_get_object(json_object *obj, const char *key, bool required, json_objec
 const char *json_compact(json_object *obj)
 {
 	return json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN |
-							   JSON_C_TO_STRING_NOSLASHESCAPE);
+	                                                   JSON_C_TO_STRING_NOSLASHESCAPE);
 }

@@ -15,21 +15,21 @@
 
 /* Parse exactly one JSON document of @len bytes (no trailing garbage). @what names it. */
 int json_parse(const char *text, size_t len, const char *what, json_object **out,
-	       struct skr_error *err);
+               struct skr_error *err);
 
 /*
  * Required string field (-ENOENT if absent when @required, -EINVAL if of another type).
  * When optional and absent, *out = NULL and 0 is returned.
  */
 int json_get_string(json_object *obj, const char *key, bool required, const char **out,
-		    struct skr_error *err);
+                    struct skr_error *err);
 
 int json_get_bool(json_object *obj, const char *key, bool required, bool *out,
-		  struct skr_error *err);
+                  struct skr_error *err);
 
 /* Object-valued field; *out borrowed. */
 int json_get_object(json_object *obj, const char *key, bool required, json_object **out,
-		    struct skr_error *err);
+                    struct skr_error *err);
 
 /* Serialize without escaping '/' and without spaces; pointer valid while @obj lives. */
 const char *json_compact(json_object *obj);

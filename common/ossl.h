@@ -26,7 +26,7 @@ DEFINE_CLEANUP_FUNC(BIGNUM *, BN_free)
 DEFINE_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free)
 DEFINE_CLEANUP_FUNC(ASN1_INTEGER *, ASN1_INTEGER_free)
 
-static inline void x509_stack_freep(STACK_OF(X509) **p)
+static inline void x509_stack_freep(STACK_OF(X509) * *p)
 {
 	if (*p)
 		sk_X509_pop_free(*p, X509_free);

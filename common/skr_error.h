@@ -21,15 +21,15 @@ struct skr_error {
  * filled error keeps the first reason: the innermost code knows the most.
  */
 int skr_error_set(struct skr_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Like skr_error_set() but always overwrites: for callers that retry and replace a reason. */
 int skr_error_reset(struct skr_error *err, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Prepend context ("attest: ") to an already filled reason; returns err->code. */
 int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 void skr_error_clear(struct skr_error *err);
 

@@ -31,7 +31,7 @@ struct http_response {
 struct http_client;
 
 int http_client_new(const struct http_client_config *cfg, struct http_client **out,
-		    struct skr_error *err);
+                    struct skr_error *err);
 void http_client_free(struct http_client *c);
 
 /*
@@ -42,8 +42,8 @@ void http_client_free(struct http_client *c);
  * Errors name the URL with its query string removed (SAS signatures never reach a message).
  */
 int http_request(struct http_client *c, const char *method, const char *url,
-		 const char *const *headers, const void *body, size_t body_len, size_t max_body,
-		 struct http_response *resp, struct skr_error *err);
+                 const char *const *headers, const void *body, size_t body_len, size_t max_body,
+                 struct http_response *resp, struct skr_error *err);
 
 void http_response_clear(struct http_response *r);
 

@@ -5,7 +5,7 @@
  *
  * Formats: ../shared/docs/protocols.md (section numbers below refer to it).
  * Conventions: functions return 0 or a negative errno, with the reason in struct skr_error;
- * *_new()/*_free() own objects, *_free(NULL) is a no-op.
+ * xxx_new()/xxx_free() own objects, xxx_free(NULL) is a no-op.
  */
 #pragma once
 
@@ -109,8 +109,7 @@ struct snp_report {
  * non-zero MBZ bits of KEY_INFO, POLICY bit 17 clear. Reserved areas are not checked here
  * (they are covered by the signature).
  */
-int snp_report_parse(const uint8_t *buf, size_t len, struct snp_report *out,
-		     struct skr_error *err);
+int snp_report_parse(const uint8_t *buf, size_t len, struct snp_report *out, struct skr_error *err);
 
 /* Serialize (reserved bytes zero). parse(serialize(r)) == r. */
 void snp_report_serialize(const struct snp_report *r, uint8_t out[SNP_REPORT_SIZE]);
@@ -163,15 +162,15 @@ struct snp_cert_table {
 
 /* Parse; refuses entries pointing outside @len, overlapping the table, or a missing terminator. */
 int snp_cert_table_parse(const uint8_t *buf, size_t len, struct snp_cert_table *out,
-			 struct skr_error *err);
+                         struct skr_error *err);
 /* Serialize to a malloc'ed buffer padded to a multiple of 4096 (the EXT_REPORT size rule). */
 int snp_cert_table_serialize(const struct snp_cert_table *t, uint8_t **out, size_t *out_len,
-			     struct skr_error *err);
+                             struct skr_error *err);
 /* Append a copy of @der with the GUID of @kind. */
 int snp_cert_table_add(struct snp_cert_table *t, enum snp_cert_kind kind, const uint8_t *der,
-		       size_t len, struct skr_error *err);
+                       size_t len, struct skr_error *err);
 const struct snp_cert_table_entry *snp_cert_table_find(const struct snp_cert_table *t,
-						       enum snp_cert_kind kind);
+                                                       enum snp_cert_kind kind);
 void snp_cert_table_clear(struct snp_cert_table *t);
 
 /* ============================================================================================
@@ -188,7 +187,7 @@ int snp_trust_store_new(struct snp_trust_store **out, struct skr_error *err);
  * ask_ark_*.pem files can be passed as they are.
  */
 int snp_trust_store_add_pem(struct snp_trust_store *ts, const char *pem, size_t len,
-			    struct skr_error *err);
+                            struct skr_error *err);
 int snp_trust_store_add_file(struct snp_trust_store *ts, const char *path, struct skr_error *err);
 size_t snp_trust_store_count(const struct snp_trust_store *ts); /* anchors */
 void snp_trust_store_free(struct snp_trust_store *ts);
@@ -197,12 +196,12 @@ void snp_trust_store_free(struct snp_trust_store *ts);
 struct snp_cert_chain;
 
 int snp_cert_chain_from_pem(const char *pem, size_t len, struct snp_cert_chain **out,
-			    struct skr_error *err);
+                            struct skr_error *err);
 int snp_cert_chain_from_table(const struct snp_cert_table *t, struct snp_cert_chain **out,
-			      struct skr_error *err);
+                              struct skr_error *err);
 /* Add certificates (PEM) to a chain: fills in a missing ASK/ARK, e.g. from KDS cert_chain. */
 int snp_cert_chain_add_pem(struct snp_cert_chain *c, const char *pem, size_t len,
-			   struct skr_error *err);
+                           struct skr_error *err);
 bool snp_cert_chain_has_leaf(const struct snp_cert_chain *c);
 bool snp_cert_chain_is_complete(const struct snp_cert_chain *c); /* leaf, ASK and ARK present */
 /* PEM of leaf ‖ ASK ‖ ARK (what MAA's VcekCertChain expects), malloc'ed. */
@@ -216,7 +215,7 @@ struct snp_vcek_info {
 	char product_name[32];    /* e.g. "Milan-B0" */
 	enum snp_product product; /* from product_name */
 	struct snp_tcb tcb;
-	uint8_t spl[8];  /* spl_4..spl_7 at [4..7] as published; 0 when absent */
+	uint8_t spl[8];   /* spl_4..spl_7 at [4..7] as published; 0 when absent */
 	uint64_t tcb_raw; /* TCB encoded in the product's TCB_VERSION layout */
 	uint8_t hwid[64]; /* CHIP_ID (VCEK only) */
 	size_t hwid_len;
@@ -224,7 +223,7 @@ struct snp_vcek_info {
 };
 
 int snp_cert_chain_leaf_info(const struct snp_cert_chain *c, struct snp_vcek_info *out,
-			     struct skr_error *err);
+                             struct skr_error *err);
 
 /*
  * Full verification of §3.3: SIGNATURE_ALGO, SIGNING_KEY (VCEK or VLEK, matching the chain's
@@ -234,7 +233,7 @@ int snp_cert_chain_leaf_info(const struct snp_cert_chain *c, struct snp_vcek_inf
  * -EXDEV hwID mismatch, -EINVAL malformed input, -ENOTSUP unknown algorithm or signing key.
  */
 int snp_report_verify(const uint8_t *report, size_t len, const struct snp_cert_chain *chain,
-		      const struct snp_trust_store *trust, struct skr_error *err);
+                      const struct snp_trust_store *trust, struct skr_error *err);
 
 /* ============================================================================================
  * Virtual SNP platform (dev/test only: never a fallback for hardware)
@@ -244,31 +243,31 @@ int snp_report_verify(const uint8_t *report, size_t len, const struct snp_cert_c
  * ========================================================================================== */
 
 struct snp_virtual_params {
-	enum snp_product product;  /* default Milan */
-	uint32_t report_version;   /* 2..5, default 3 */
-	uint64_t policy;           /* default 0x30000: SMT + reserved bit, not debuggable */
-	struct snp_tcb tcb;        /* REPORTED/CURRENT/COMMITTED/LAUNCH TCB */
-	uint8_t chip_id[64];       /* random when all zero */
-	uint8_t host_data[32];     /* e.g. SHA-256 of a CCE policy */
-	uint8_t measurement[48];   /* random when all zero */
-	bool vlek;                 /* sign with a VLEK instead of a VCEK */
+	enum snp_product product; /* default Milan */
+	uint32_t report_version;  /* 2..5, default 3 */
+	uint64_t policy;          /* default 0x30000: SMT + reserved bit, not debuggable */
+	struct snp_tcb tcb;       /* REPORTED/CURRENT/COMMITTED/LAUNCH TCB */
+	uint8_t chip_id[64];      /* random when all zero */
+	uint8_t host_data[32];    /* e.g. SHA-256 of a CCE policy */
+	uint8_t measurement[48];  /* random when all zero */
+	bool vlek;                /* sign with a VLEK instead of a VCEK */
 };
 
 void snp_virtual_params_default(struct snp_virtual_params *p);
 
 /* Create the platform in @dir (created 0700; files 0600). Refuses a non-empty platform. */
 int snp_virtual_create(const char *dir, const struct snp_virtual_params *params,
-		       struct skr_error *err);
+                       struct skr_error *err);
 
 struct snp_virtual;
 
 int snp_virtual_open(const char *dir, struct snp_virtual **out, struct skr_error *err);
 /* A signed report with REPORT_DATA = @report_data and VMPL = @vmpl; fresh REPORT_ID per call. */
 int snp_virtual_get_report(struct snp_virtual *v, const uint8_t report_data[64], uint32_t vmpl,
-			   uint8_t out[SNP_REPORT_SIZE], struct skr_error *err);
+                           uint8_t out[SNP_REPORT_SIZE], struct skr_error *err);
 /* The platform's certificates as an extended-report table (VCEK/VLEK, ASK, ARK). */
 int snp_virtual_cert_table(const struct snp_virtual *v, struct snp_cert_table *out,
-			   struct skr_error *err);
+                           struct skr_error *err);
 const char *snp_virtual_ark_pem(const struct snp_virtual *v);
 const char *snp_virtual_chain_pem(const struct snp_virtual *v); /* leaf ‖ ASK ‖ ARK */
 const struct snp_virtual_params *snp_virtual_params(const struct snp_virtual *v);
@@ -279,7 +278,7 @@ void snp_virtual_free(struct snp_virtual *v);
  * ========================================================================================== */
 
 enum snp_source_kind {
-	SNP_SOURCE_AUTO = 0, /* the first hardware interface present; never virtual */
+	SNP_SOURCE_AUTO = 0,  /* the first hardware interface present; never virtual */
 	SNP_SOURCE_SEV_GUEST, /* /dev/sev-guest, kernel >= 5.19/6.x */
 	SNP_SOURCE_SEV,       /* /dev/sev, 5.15 ACI UVM kernels */
 	SNP_SOURCE_TSM,       /* configfs-tsm, kernel >= 6.7 */
@@ -305,15 +304,15 @@ struct snp_source;
  * source" so a machine outside a TEE fails at start, not at the first request.
  */
 int snp_source_open(const struct snp_source_config *cfg, struct snp_source **out,
-		    struct skr_error *err);
+                    struct skr_error *err);
 enum snp_source_kind snp_source_kind_of(const struct snp_source *s);
 /*
  * Get a report. @certs (may be NULL) receives the certificate table the platform supplies with
  * the report (extended report, auxblob, virtual platform); it stays empty when there is none.
  */
 int snp_source_get_report(struct snp_source *s, const uint8_t report_data[64],
-			  uint8_t report[SNP_REPORT_SIZE], struct snp_cert_table *certs,
-			  struct skr_error *err);
+                          uint8_t report[SNP_REPORT_SIZE], struct snp_cert_table *certs,
+                          struct skr_error *err);
 void snp_source_free(struct snp_source *s);
 
 /* ============================================================================================
@@ -321,22 +320,23 @@ void snp_source_free(struct snp_source *s);
  * ========================================================================================== */
 
 enum snp_certcache_type {
-	SNP_CERTCACHE_NONE = 0, /* only what the security context / platform supplies */
-	SNP_CERTCACHE_AMD,      /* AMD KDS */
-	SNP_CERTCACHE_AZCACHE,  /* Azure global.acccache.azure.net */
+	SNP_CERTCACHE_NONE = 0,   /* only what the security context / platform supplies */
+	SNP_CERTCACHE_AMD,        /* AMD KDS */
+	SNP_CERTCACHE_AZCACHE,    /* Azure global.acccache.azure.net */
 	SNP_CERTCACHE_LOCAL_THIM, /* THIM behind the IMDS address */
 };
 
 /* The `certcache` object of the Go sidecar's JSON (§7.1) plus our additions. */
 struct snp_certcache_config {
 	enum snp_certcache_type type;
-	const char *endpoint;    /* host[/path] or a full http(s):// URL; NULL = the type's default */
-	const char *tee_type;    /* AzCache: default "SevSnpVM" */
+	const char *endpoint; /* host[/path] or a full http(s):// URL; NULL = the type's default */
+	const char *tee_type; /* AzCache: default "SevSnpVM" */
 	const char *api_version; /* AzCache: default "api-version=2020-10-15-preview" */
 	const char *client_id;   /* AzCache: default "clientId=ConfidentialACI" */
-	const char *cache_dir;   /* on-disk cache of fetched certificates by chip and TCB; NULL = none */
-	const char *ca_bundle;   /* PEM CA bundle for HTTPS; NULL = system store */
-	long timeout_ms;         /* per fetch; default 10000 */
+	const char
+	        *cache_dir; /* on-disk cache of fetched certificates by chip and TCB; NULL = none */
+	const char *ca_bundle; /* PEM CA bundle for HTTPS; NULL = system store */
+	long timeout_ms;       /* per fetch; default 10000 */
 };
 
 /* "AMD", "AzCache", "LocalTHIM" (case-insensitive), "" → NONE */
@@ -356,30 +356,30 @@ void snp_thim_clear(struct snp_thim *t);
 
 /* The ACI security-context files / UVM_* environment (§3.4). Fields NULL when absent. */
 struct snp_security_context {
-	char *dir;                   /* directory the files were read from, if any */
-	char *security_policy_b64;   /* security-policy-base64 / UVM_SECURITY_POLICY */
-	char *host_amd_cert_b64;     /* host-amd-cert-base64 / UVM_HOST_AMD_CERTIFICATE */
-	char *reference_info_b64;    /* reference-info-base64 / UVM_REFERENCE_INFO */
+	char *dir;                 /* directory the files were read from, if any */
+	char *security_policy_b64; /* security-policy-base64 / UVM_SECURITY_POLICY */
+	char *host_amd_cert_b64;   /* host-amd-cert-base64 / UVM_HOST_AMD_CERTIFICATE */
+	char *reference_info_b64;  /* reference-info-base64 / UVM_REFERENCE_INFO */
 };
 
 /* @dir overrides discovery (NULL: UVM_SECURITY_CONTEXT_DIR, /security-context-*, kata path). */
 int snp_security_context_load(const char *dir, struct snp_security_context *out,
-			      struct skr_error *err);
+                              struct skr_error *err);
 void snp_security_context_clear(struct snp_security_context *sc);
 
 /* Fetcher of VCEK/VLEK chains with an on-disk cache (AMD KDS rate-limits). */
 struct snp_cert_fetcher;
 
 int snp_cert_fetcher_new(const struct snp_certcache_config *cfg, struct snp_cert_fetcher **out,
-			 struct skr_error *err);
+                         struct skr_error *err);
 /* Fetch the chain for @report's chip and REPORTED_TCB (product from the report). */
 int snp_cert_fetcher_get(struct snp_cert_fetcher *f, const struct snp_report *report,
-			 struct snp_cert_chain **out, struct skr_error *err);
+                         struct snp_cert_chain **out, struct skr_error *err);
 void snp_cert_fetcher_free(struct snp_cert_fetcher *f);
 
 /* KDS VCEK URL for a report (§3.1); malloc'ed. @base NULL = https://kdsintf.amd.com */
 int snp_kds_vcek_url(const char *base, const struct snp_report *report, enum snp_product product,
-		     char **out, struct skr_error *err);
+                     char **out, struct skr_error *err);
 
 /* ============================================================================================
  * Attester: report + certificates + MAA token (§4), with the TCB-match-then-refresh logic
@@ -398,9 +398,9 @@ struct skr_attest_config {
 /* Evidence for one runtime-data binding: what /attest/combined returns (§7.2). */
 struct skr_evidence {
 	uint8_t report[SNP_REPORT_SIZE];
-	char *cert_chain_pem;      /* leaf ‖ ASK ‖ ARK */
-	char endorsed_tcb[17];     /* 16 hex digits: the chain's TCB */
-	char *uvm_reference_info;  /* b64 as found in the security context, or NULL */
+	char *cert_chain_pem;     /* leaf ‖ ASK ‖ ARK */
+	char endorsed_tcb[17];    /* 16 hex digits: the chain's TCB */
+	char *uvm_reference_info; /* b64 as found in the security context, or NULL */
 };
 
 void skr_evidence_clear(struct skr_evidence *e);
@@ -408,7 +408,7 @@ void skr_evidence_clear(struct skr_evidence *e);
 struct skr_attester;
 
 int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **out,
-		     struct skr_error *err);
+                     struct skr_error *err);
 void skr_attester_free(struct skr_attester *a);
 
 /* REPORT_DATA = SHA-256(@runtime) ‖ 0^32 */
@@ -416,18 +416,18 @@ void skr_report_data_for(const uint8_t *runtime, size_t len, uint8_t report_data
 
 /* A raw report bound to @runtime (what /attest/raw returns). */
 int skr_attest_raw(struct skr_attester *a, const uint8_t *runtime, size_t len,
-		   uint8_t report[SNP_REPORT_SIZE], struct skr_error *err);
+                   uint8_t report[SNP_REPORT_SIZE], struct skr_error *err);
 
 /* Report + matching certificate chain (TCB match, then refresh, then a new report). */
 int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t len,
-			struct skr_evidence *out, struct skr_error *err);
+                        struct skr_evidence *out, struct skr_error *err);
 
 /*
  * POST the evidence to https://@maa_endpoint/attest/SevSnpVm?api-version=2020-10-01 with
  * @runtime as JSON runtime data; *token is the JWT (malloc'ed; a secret for the caller).
  */
 int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
-		   size_t len, char **token, struct skr_error *err);
+                   size_t len, char **token, struct skr_error *err);
 
 /*
  * Verify an MAA token: RS256 signature with the key of the issuer's JWKS
@@ -435,7 +435,7 @@ int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8
  * and iss == https://@maa_endpoint. *claims_json is the payload (malloc'ed).
  */
 int skr_token_verify(struct skr_attester *a, const char *maa_endpoint, const char *token,
-		     char **claims_json, struct skr_error *err);
+                     char **claims_json, struct skr_error *err);
 
 /* ============================================================================================
  * MAA attest request (§4.1): build (client) and parse (service, fuzzed)
@@ -446,7 +446,7 @@ struct maa_request {
 	size_t report_len;
 	char *vcek_cert_chain; /* decoded VcekCertChain (PEM text) */
 	size_t vcek_cert_chain_len;
-	char *endorsements; /* decoded Endorsements JSON, or NULL */
+	char *endorsements;    /* decoded Endorsements JSON, or NULL */
 	uint8_t *runtime_data; /* decoded runtimeData.data */
 	size_t runtime_data_len;
 	char runtime_data_type[8]; /* "JSON" or "Binary" */
@@ -462,10 +462,9 @@ struct maa_request {
  * JSON number.
  */
 int maa_request_build(const uint8_t *report, size_t report_len, const char *cert_chain_pem,
-		      const char *uvm_reference_info_b64, const uint8_t *runtime, size_t runtime_len,
-		      uint64_t nonce, char **out, struct skr_error *err);
+                      const char *uvm_reference_info_b64, const uint8_t *runtime,
+                      size_t runtime_len, uint64_t nonce, char **out, struct skr_error *err);
 
 /* Parse a body (padded or unpadded b64url; nonce number or string; Endorsements optional). */
-int maa_request_parse(const char *body, size_t len, struct maa_request *out,
-		      struct skr_error *err);
+int maa_request_parse(const char *body, size_t len, struct maa_request *out, struct skr_error *err);
 void maa_request_clear(struct maa_request *r);

@@ -21,15 +21,15 @@ struct b64_case {
 
 /* RFC 4648 §10 vectors plus bytes that differ between the alphabets. */
 static const struct b64_case cases[] = {
-	{"", "", "", ""},
-	{"f", "Zg==", "Zg==", "Zg"},
-	{"fo", "Zm8=", "Zm8=", "Zm8"},
-	{"foo", "Zm9v", "Zm9v", "Zm9v"},
-	{"foob", "Zm9vYg==", "Zm9vYg==", "Zm9vYg"},
-	{"fooba", "Zm9vYmE=", "Zm9vYmE=", "Zm9vYmE"},
-	{"foobar", "Zm9vYmFy", "Zm9vYmFy", "Zm9vYmFy"},
-	{"\xfb\xff\xbf", "+/+/", "-_-_", "-_-_"},
-	{"\xfb\xff", "+/8=", "-_8=", "-_8"},
+        {"", "", "", ""},
+        {"f", "Zg==", "Zg==", "Zg"},
+        {"fo", "Zm8=", "Zm8=", "Zm8"},
+        {"foo", "Zm9v", "Zm9v", "Zm9v"},
+        {"foob", "Zm9vYg==", "Zm9vYg==", "Zm9vYg"},
+        {"fooba", "Zm9vYmE=", "Zm9vYmE=", "Zm9vYmE"},
+        {"foobar", "Zm9vYmFy", "Zm9vYmFy", "Zm9vYmFy"},
+        {"\xfb\xff\xbf", "+/+/", "-_-_", "-_-_"},
+        {"\xfb\xff", "+/8=", "-_8=", "-_8"},
 };
 
 static void test_encode_vectors(void **state)
@@ -74,17 +74,17 @@ static void test_decode_rejects(void **state)
 		const char *in;
 		unsigned flags;
 	} bad[] = {
-		{"Zg=", B64_ACCEPT_ANY},                   /* padding not to a multiple of 4 */
-		{"Z===", B64_ACCEPT_ANY},                  /* too much padding */
-		{"Z", B64_ACCEPT_ANY},                     /* impossible length */
-		{"Zm 9v", B64_ACCEPT_ANY},                 /* whitespace */
-		{"Zm9v\n", B64_ACCEPT_ANY},                /* newline */
-		{"Zm=v", B64_ACCEPT_ANY},                  /* padding inside */
-		{"-_8=", B64_ACCEPT_STD},                  /* url alphabet refused */
-		{"+/8=", B64_ACCEPT_URL},                  /* std alphabet refused */
-		{"+_8=", B64_ACCEPT_ANY},                  /* mixed alphabets */
-		{"Zg", B64_ACCEPT_STD | B64_REQUIRE_PAD},  /* Go StdEncoding needs padding */
-		{"Zm9v*", B64_ACCEPT_ANY},                 /* not base64 at all */
+	        {"Zg=", B64_ACCEPT_ANY},                  /* padding not to a multiple of 4 */
+	        {"Z===", B64_ACCEPT_ANY},                 /* too much padding */
+	        {"Z", B64_ACCEPT_ANY},                    /* impossible length */
+	        {"Zm 9v", B64_ACCEPT_ANY},                /* whitespace */
+	        {"Zm9v\n", B64_ACCEPT_ANY},               /* newline */
+	        {"Zm=v", B64_ACCEPT_ANY},                 /* padding inside */
+	        {"-_8=", B64_ACCEPT_STD},                 /* url alphabet refused */
+	        {"+/8=", B64_ACCEPT_URL},                 /* std alphabet refused */
+	        {"+_8=", B64_ACCEPT_ANY},                 /* mixed alphabets */
+	        {"Zg", B64_ACCEPT_STD | B64_REQUIRE_PAD}, /* Go StdEncoding needs padding */
+	        {"Zm9v*", B64_ACCEPT_ANY},                /* not base64 at all */
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -92,7 +92,7 @@ static void test_decode_rejects(void **state)
 		size_t len;
 
 		assert_int_equal(b64_decode(bad[i].in, strlen(bad[i].in), bad[i].flags, &out, &len),
-				 -EINVAL);
+		                 -EINVAL);
 		assert_null(out);
 	}
 }
@@ -110,7 +110,8 @@ static void test_roundtrip_all_bytes(void **state)
 			size_t len;
 
 			assert_int_equal(b64_encode(data, n, (enum b64_variant)v, &enc), 0);
-			assert_int_equal(b64_decode(enc, strlen(enc), B64_ACCEPT_ANY, &dec, &len), 0);
+			assert_int_equal(b64_decode(enc, strlen(enc), B64_ACCEPT_ANY, &dec, &len),
+			                 0);
 			assert_int_equal(len, n);
 			assert_memory_equal(dec, data, n);
 		}
@@ -139,11 +140,11 @@ static void test_hex(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_encode_vectors),
-		cmocka_unit_test(test_decode_vectors),
-		cmocka_unit_test(test_decode_rejects),
-		cmocka_unit_test(test_roundtrip_all_bytes),
-		cmocka_unit_test(test_hex),
+	        cmocka_unit_test(test_encode_vectors),
+	        cmocka_unit_test(test_decode_vectors),
+	        cmocka_unit_test(test_decode_rejects),
+	        cmocka_unit_test(test_roundtrip_all_bytes),
+	        cmocka_unit_test(test_hex),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
