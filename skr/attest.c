@@ -1,1 +1,688 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The attester: a report bound to runtime data, the certificate chain that endorses it
+ * (protocols.md §3.4: match the TCB, else refresh, else take a new report), the MAA token built
+ * from both (§4.1, §7.5 steps 1–3) and the verification of such tokens (§4.2).
+ *
+ * Thread safety: one attester may be used from several threads. The report source and the
+ * certificate fetcher (device file descriptors, an on-disk cache) are used under a->lock, one
+ * call at a time; the cached key set of the token issuer is guarded by a->jwks_lock (held while
+ * it is refreshed, so concurrent verifications fetch it once); the HTTP client is thread-safe
+ * by itself (http.c lends each request its own curl handle) and MAA calls run in parallel; the
+ * security context and THIM data are read-only after skr_attester_new(). The two locks are
+ * never nested, so there is no lock order to respect.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "b64.h"
+#include "cleanup.h"
+#include "http.h"
+#include "jwt.h"
+#include "log.h"
+#include "maa.h"
+#include "ossl.h"
+#include "secret.h"
+#include "skr.h"
+
+#define ATTEST_DEFAULT_USER_AGENT "ConfidentialSkrContainer"
+#define ATTEST_DEFAULT_TIMEOUT_MS 30000
+#define ATTEST_DEFAULT_ATTEMPTS 3
+/* host-amd-cert-base64 is a THIM JSON of ~6 KiB; anything near this cap is not one. */
+#define ATTEST_MAX_THIM_B64 (256u * 1024)
+/*
+ * An issuer's key set is reused for this long; a token whose kid is unknown forces an earlier
+ * refresh (MAA rotates signing keys by publishing the new one first), at most once a minute.
+ */
+#define ATTEST_JWKS_TTL_SEC 600
+#define ATTEST_JWKS_MIN_REFRESH_SEC 60
+
+struct skr_attester {
+	pthread_mutex_t lock; /* source, fetcher */
+	struct snp_source *source;
+	struct snp_cert_fetcher *fetcher; /* NULL when certcache.type is NONE */
+
+	struct http_client *http; /* thread-safe */
+
+	pthread_mutex_t jwks_lock; /* the cached key set of the last issuer */
+	char *jwks_issuer;         /* issuer whose key set is cached */
+	char *jwks;
+	size_t jwks_len;
+	time_t jwks_fetched;
+
+	/* Read-only after creation. */
+	struct snp_security_context sc;
+	bool have_thim;
+	struct snp_thim thim;
+};
+
+DEFINE_CLEANUP_FUNC(struct snp_cert_chain *, snp_cert_chain_free)
+DEFINE_CLEANUP_FUNC(struct skr_attester *, skr_attester_free)
+
+static inline void cert_table_clearp(struct snp_cert_table *t)
+{
+	snp_cert_table_clear(t);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Creation
+ * ------------------------------------------------------------------------------------------- */
+
+/* host-amd-cert-base64: base64 of the THIM JSON the host placed in the security context. */
+static int load_thim(struct skr_attester *a, struct skr_error *err)
+{
+	_cleanup_free_ uint8_t *json = NULL;
+	const char *b64 = a->sc.host_amd_cert_b64;
+	size_t len;
+	int r;
+
+	if (!b64 || !*b64)
+		return 0;
+	if (strlen(b64) > ATTEST_MAX_THIM_B64)
+		return skr_error_set(
+		        err, -EFBIG,
+		        "security context: host-amd-cert-base64 is larger than %u bytes",
+		        ATTEST_MAX_THIM_B64);
+	r = b64_decode(b64, strlen(b64), B64_ACCEPT_ANY, &json, &len);
+	if (r == -ENOMEM)
+		return skr_error_set(err, r, "out of memory");
+	if (r < 0)
+		return skr_error_set(err, -EINVAL,
+		                     "security context: host-amd-cert-base64 is not base64");
+	r = snp_thim_parse((const char *)json, len, &a->thim, err);
+	if (r < 0)
+		return skr_error_prefix(err, "security context host-amd-cert-base64: ");
+	a->have_thim = true;
+	log_info("attester: THIM certificates from the security context (tcbm %s)",
+	         a->thim.tcbm_str);
+	return 0;
+}
+
+int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **out,
+                     struct skr_error *err)
+{
+	_cleanup_(skr_attester_freep) struct skr_attester *a = NULL;
+	struct http_client_config hc = {0};
+	int r;
+
+	*out = NULL;
+	if (!cfg)
+		return skr_error_set(err, -EINVAL, "attester: no configuration");
+	a = calloc(1, sizeof(*a));
+	if (!a)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->jwks_lock, NULL);
+
+	/* The source first: outside a TEE this is where a misconfigured start must stop. */
+	r = snp_source_open(&cfg->source, &a->source, err);
+	if (r < 0)
+		return r;
+
+	hc.ca_bundle = cfg->ca_bundle;
+	hc.timeout_ms = cfg->timeout_ms > 0 ? cfg->timeout_ms : ATTEST_DEFAULT_TIMEOUT_MS;
+	hc.max_attempts = cfg->max_attempts > 0 ? cfg->max_attempts : ATTEST_DEFAULT_ATTEMPTS;
+	hc.user_agent =
+	        cfg->user_agent && *cfg->user_agent ? cfg->user_agent : ATTEST_DEFAULT_USER_AGENT;
+	r = http_client_new(&hc, &a->http, err);
+	if (r < 0)
+		return skr_error_prefix(err, "attester: HTTP client: ");
+
+	/*
+	 * Outside ACI there is no security context: discovery then finds nothing, which is not
+	 * an error (the chain comes from the platform or the certificate cache); a directory
+	 * named in the configuration must exist.
+	 */
+	r = snp_security_context_load(cfg->security_context_dir, &a->sc, err);
+	if (r < 0)
+		return skr_error_prefix(err, "attester: ");
+	r = load_thim(a, err);
+	if (r < 0)
+		return r;
+
+	if (cfg->certcache.type != SNP_CERTCACHE_NONE) {
+		struct snp_certcache_config cc = cfg->certcache;
+
+		if (!cc.ca_bundle)
+			cc.ca_bundle = cfg->ca_bundle;
+		r = snp_cert_fetcher_new(&cc, &a->fetcher, err);
+		if (r < 0)
+			return skr_error_prefix(err, "attester: certificate cache: ");
+	}
+	log_info("attester: source %s, certificate cache %s, security context %s",
+	         snp_source_kind_name(snp_source_kind_of(a->source)),
+	         a->fetcher ? "configured" : "none", a->sc.dir ? a->sc.dir : "none");
+	*out = TAKE_PTR(a);
+	return 0;
+}
+
+void skr_attester_free(struct skr_attester *a)
+{
+	if (!a)
+		return;
+	snp_cert_fetcher_free(a->fetcher);
+	snp_source_free(a->source);
+	http_client_free(a->http);
+	snp_security_context_clear(&a->sc);
+	snp_thim_clear(&a->thim);
+	free(a->jwks_issuer);
+	free(a->jwks);
+	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->jwks_lock);
+	free(a);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Reports
+ * ------------------------------------------------------------------------------------------- */
+
+void skr_report_data_for(const uint8_t *runtime, size_t len, uint8_t report_data[64])
+{
+	static const uint8_t empty = 0;
+
+	memset(report_data, 0, SNP_REPORT_DATA_SIZE);
+	/* MAA checks REPORT_DATA[0:32] = SHA-256(runtime data); the anchor zero-fills the rest. */
+	SHA256(runtime ? runtime : &empty, runtime ? len : 0, report_data);
+}
+
+static int get_report(struct skr_attester *a, const uint8_t report_data[64],
+                      uint8_t report[SNP_REPORT_SIZE], struct snp_cert_table *certs,
+                      struct skr_error *err)
+{
+	int r;
+
+	pthread_mutex_lock(&a->lock);
+	r = snp_source_get_report(a->source, report_data, report, certs, err);
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+int skr_attest_raw(struct skr_attester *a, const uint8_t *runtime, size_t len,
+                   uint8_t report[SNP_REPORT_SIZE], struct skr_error *err)
+{
+	uint8_t report_data[SNP_REPORT_DATA_SIZE];
+
+	if (!runtime && len > 0)
+		return skr_error_set(err, -EINVAL, "attest: runtime data pointer is NULL");
+	skr_report_data_for(runtime, len, report_data);
+	return get_report(a, report_data, report, NULL, err);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Certificate chain for a report (§3.4)
+ * ------------------------------------------------------------------------------------------- */
+
+/* A chain with the TCB it endorses and where it came from (for messages). */
+struct candidate {
+	struct snp_cert_chain *chain;
+	uint64_t tcb;
+	const char *origin;
+};
+
+static void candidate_clear(struct candidate *c)
+{
+	snp_cert_chain_free(c->chain);
+	*c = (struct candidate){0};
+}
+
+static int leaf_tcb(const struct snp_cert_chain *chain, uint64_t *tcb, struct skr_error *err)
+{
+	struct snp_vcek_info info;
+	int r = snp_cert_chain_leaf_info(chain, &info, err);
+
+	if (r < 0)
+		return r;
+	*tcb = info.tcb_raw;
+	return 0;
+}
+
+static int fetch_chain(struct skr_attester *a, const struct snp_report *report,
+                       struct snp_cert_chain **out, struct skr_error *err)
+{
+	int r;
+
+	pthread_mutex_lock(&a->lock);
+	r = snp_cert_fetcher_get(a->fetcher, report, out, err);
+	pthread_mutex_unlock(&a->lock);
+	return r;
+}
+
+static int candidate_from_fetcher(struct skr_attester *a, const struct snp_report *report,
+                                  struct candidate *out, struct skr_error *err)
+{
+	struct candidate c = {.origin = "the certificate cache"};
+	int r;
+
+	r = fetch_chain(a, report, &c.chain, err);
+	if (r < 0)
+		return skr_error_prefix(err, "certificate cache: ");
+	r = leaf_tcb(c.chain, &c.tcb, err);
+	if (r < 0) {
+		candidate_clear(&c);
+		return skr_error_prefix(err, "certificate cache chain: ");
+	}
+	*out = c;
+	return 0;
+}
+
+static int candidate_from_thim(const struct skr_attester *a, struct candidate *out,
+                               struct skr_error *err)
+{
+	_cleanup_free_ char *pem = NULL;
+	struct candidate c = {.origin = "the security context (THIM)", .tcb = a->thim.tcbm};
+	int r;
+
+	if (asprintf(&pem, "%s\n%s", a->thim.vcek_pem ? a->thim.vcek_pem : "",
+	             a->thim.chain_pem ? a->thim.chain_pem : "") < 0) {
+		pem = NULL;
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	}
+	r = snp_cert_chain_from_pem(pem, strlen(pem), &c.chain, err);
+	if (r < 0)
+		return skr_error_prefix(err,
+		                        "security context host-amd-cert-base64 certificates: ");
+	*out = c;
+	return 0;
+}
+
+static int candidate_from_table(const struct snp_cert_table *table, struct candidate *out,
+                                struct skr_error *err)
+{
+	struct candidate c = {.origin = "the platform's certificate table"};
+	int r;
+
+	r = snp_cert_chain_from_table(table, &c.chain, err);
+	if (r < 0)
+		return skr_error_prefix(err, "platform certificate table: ");
+	r = leaf_tcb(c.chain, &c.tcb, err);
+	if (r < 0) {
+		candidate_clear(&c);
+		return skr_error_prefix(err, "platform certificate table: ");
+	}
+	*out = c;
+	return 0;
+}
+
+/* Take the ASK and ARK of a chain's PEM (leaf ‖ ASK ‖ ARK): everything after the first cert. */
+static const char *pem_after_leaf(const char *pem)
+{
+	static const char begin[] = "-----BEGIN CERTIFICATE-----";
+	const char *first = strstr(pem, begin);
+
+	return first ? strstr(first + sizeof(begin) - 1, begin) : NULL;
+}
+
+/* A chain lacking its ASK or ARK (a THIM answer or table with the leaf only) is completed. */
+static int candidate_complete(struct skr_attester *a, const struct snp_report *report,
+                              struct candidate *c, struct skr_error *err)
+{
+	_cleanup_(snp_cert_chain_freep) struct snp_cert_chain *fetched = NULL;
+	_cleanup_free_ char *pem = NULL;
+	const char *rest;
+	int r;
+
+	if (snp_cert_chain_is_complete(c->chain))
+		return 0;
+	if (!a->fetcher)
+		return skr_error_set(
+		        err, -ENOENT,
+		        "the certificate chain from %s lacks the ASK or ARK and no "
+		        "certificate cache is configured to complete it (set certcache)",
+		        c->origin);
+	r = fetch_chain(a, report, &fetched, err);
+	if (r < 0)
+		return skr_error_prefix(err, "completing the chain from %s: ", c->origin);
+	r = snp_cert_chain_to_pem(fetched, &pem, err);
+	if (r < 0)
+		return skr_error_prefix(err, "completing the chain from %s: ", c->origin);
+	/* to_pem() writes leaf ‖ ASK ‖ ARK; the cache's leaf is not ours to add. */
+	rest = snp_cert_chain_has_leaf(fetched) ? pem_after_leaf(pem) : pem;
+	if (rest) {
+		r = snp_cert_chain_add_pem(c->chain, rest, strlen(rest), err);
+		if (r < 0)
+			return skr_error_prefix(err, "completing the chain from %s: ", c->origin);
+	}
+	if (!snp_cert_chain_is_complete(c->chain))
+		return skr_error_set(err, -ENOENT,
+		                     "the certificate chain from %s lacks the ASK or ARK and the "
+		                     "certificate cache did not supply them",
+		                     c->origin);
+	log_debug("attester: completed the chain from %s with the certificate cache's ASK/ARK",
+	          c->origin);
+	return 0;
+}
+
+static int get_parsed_report(struct skr_attester *a, const uint8_t report_data[64],
+                             uint8_t raw[SNP_REPORT_SIZE], struct snp_report *parsed,
+                             struct snp_cert_table *table, struct skr_error *err)
+{
+	int r;
+
+	snp_cert_table_clear(table);
+	r = get_report(a, report_data, raw, table, err);
+	if (r < 0)
+		return r;
+	r = snp_report_parse(raw, SNP_REPORT_SIZE, parsed, err);
+	if (r < 0)
+		return skr_error_prefix(err, "SNP report from the %s source: ",
+		                        snp_source_kind_name(snp_source_kind_of(a->source)));
+	return 0;
+}
+
+enum chain_source {
+	CHAIN_FROM_TABLE,
+	CHAIN_FROM_THIM,
+	CHAIN_FROM_FETCHER,
+	_CHAIN_SOURCE_MAX,
+};
+
+/* What one search for a chain found: the match, or the last mismatch and the first failure. */
+struct chain_search {
+	struct candidate match;   /* .chain set when a chain's TCB equals REPORTED_TCB */
+	struct candidate last;    /* the last chain that did not match (for the message) */
+	struct skr_error failure; /* the first source that failed, if any */
+	bool tried;               /* at least one source was available */
+};
+
+static void chain_search_clear(struct chain_search *s)
+{
+	candidate_clear(&s->match);
+	candidate_clear(&s->last);
+	skr_error_clear(&s->failure);
+	s->tried = false;
+}
+
+/*
+ * §3.4 generalized: the sources in order (what the platform returned with the report, the THIM
+ * data of the security context, the certificate cache), the first chain whose TCB is the
+ * report's REPORTED_TCB wins. The cache is only asked when nothing before it matched, which is
+ * the anchor's "refresh". A failing source is remembered and the next one tried.
+ */
+static void chain_search(struct skr_attester *a, const struct snp_report *report,
+                         const struct snp_cert_table *table, struct chain_search *s)
+{
+	for (int src = 0; src < _CHAIN_SOURCE_MAX && !s->match.chain; src++) {
+		struct skr_error e = {0};
+		struct candidate c = {0};
+		int r;
+
+		switch (src) {
+		case CHAIN_FROM_TABLE:
+			if (!snp_cert_table_find(table, SNP_CERT_VCEK) &&
+			    !snp_cert_table_find(table, SNP_CERT_VLEK))
+				continue;
+			r = candidate_from_table(table, &c, &e);
+			break;
+		case CHAIN_FROM_THIM:
+			if (!a->have_thim)
+				continue;
+			r = candidate_from_thim(a, &c, &e);
+			break;
+		default:
+			if (!a->fetcher)
+				continue;
+			if (s->last.chain)
+				log_info("attester: refreshing the certificate chain from the "
+				         "certificate cache (reported TCB 0x%016" PRIx64
+				         ", certificate TCB 0x%016" PRIx64 " from %s)",
+				         report->reported_tcb, s->last.tcb, s->last.origin);
+			r = candidate_from_fetcher(a, report, &c, &e);
+			break;
+		}
+		s->tried = true;
+		if (r < 0) {
+			log_warn("attester: %s", e.msg);
+			if (!s->failure.code)
+				s->failure = e;
+			continue;
+		}
+		log_debug("attester: certificate TCB 0x%016" PRIx64 " from %s, reported TCB "
+		          "0x%016" PRIx64,
+		          c.tcb, c.origin, report->reported_tcb);
+		if (c.tcb == report->reported_tcb) {
+			s->match = c;
+		} else {
+			candidate_clear(&s->last);
+			s->last = c;
+		}
+	}
+}
+
+/* The error for a search that matched nothing; @s->failure is appended when a source failed. */
+static int chain_search_error(const struct chain_search *s, const struct snp_report *report,
+                              struct skr_error *err)
+{
+	if (!s->tried)
+		return skr_error_set(
+		        err, -ENOENT,
+		        "no certificate chain for the SNP report: the platform supplied "
+		        "none, the security context has no host-amd-cert-base64 and no "
+		        "certificate cache is configured (set certcache)");
+	if (!s->last.chain)
+		return skr_error_set(err, s->failure.code, "%s", s->failure.msg);
+	return skr_error_set(err, -ESTALE,
+	                     "SNP reported TCB value 0x%016" PRIx64
+	                     " doesn't match certificate TCB value 0x%016" PRIx64 " (from %s)%s%s",
+	                     report->reported_tcb, s->last.tcb, s->last.origin,
+	                     s->failure.code ? "; " : "", s->failure.code ? s->failure.msg : "");
+}
+
+int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t len,
+                        struct skr_evidence *out, struct skr_error *err)
+{
+	_cleanup_(cert_table_clearp) struct snp_cert_table table = {0};
+	uint8_t report_data[SNP_REPORT_DATA_SIZE];
+	struct chain_search search = {0};
+	struct snp_report report;
+	struct skr_evidence e = {0};
+	struct candidate *c;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (!runtime && len > 0)
+		return skr_error_set(err, -EINVAL, "attest: runtime data pointer is NULL");
+	skr_report_data_for(runtime, len, report_data);
+
+	r = get_parsed_report(a, report_data, e.report, &report, &table, err);
+	if (r < 0)
+		return r;
+	chain_search(a, &report, &table, &search);
+	if (!search.match.chain && search.last.chain) {
+		/* The platform may have moved to a new TCB between report and chain: retry once. */
+		log_info("attester: no certificate chain matches reported TCB 0x%016" PRIx64
+		         "; requesting a new report",
+		         report.reported_tcb);
+		chain_search_clear(&search);
+		r = get_parsed_report(a, report_data, e.report, &report, &table, err);
+		if (r < 0)
+			goto fail;
+		chain_search(a, &report, &table, &search);
+	}
+	if (!search.match.chain) {
+		r = chain_search_error(&search, &report, err);
+		goto fail;
+	}
+	c = &search.match;
+	r = candidate_complete(a, &report, c, err);
+	if (r < 0)
+		goto fail;
+	r = snp_cert_chain_to_pem(c->chain, &e.cert_chain_pem, err);
+	if (r < 0)
+		goto fail;
+	snprintf(e.endorsed_tcb, sizeof(e.endorsed_tcb), "%016" PRIx64, c->tcb);
+	if (a->sc.reference_info_b64 && *a->sc.reference_info_b64) {
+		e.uvm_reference_info = strdup(a->sc.reference_info_b64);
+		if (!e.uvm_reference_info) {
+			r = skr_error_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	log_debug("attester: evidence with the chain from %s (TCB %s)", c->origin, e.endorsed_tcb);
+	chain_search_clear(&search);
+	*out = e;
+	return 0;
+fail:
+	chain_search_clear(&search);
+	skr_evidence_clear(&e);
+	return r;
+}
+
+void skr_evidence_clear(struct skr_evidence *e)
+{
+	if (!e)
+		return;
+	free(e->cert_chain_pem);
+	free(e->uvm_reference_info);
+	memset(e, 0, sizeof(*e));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * MAA
+ * ------------------------------------------------------------------------------------------- */
+
+int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
+                   size_t len, char **token, struct skr_error *err)
+{
+	struct skr_evidence e = {0};
+	_cleanup_free_ char *body = NULL, *base = NULL;
+	uint64_t nonce;
+	int r;
+
+	*token = NULL;
+	/* A bad endpoint is a configuration error: say so before touching the device. */
+	r = maa_base_url(maa_endpoint, &base, err);
+	if (r < 0)
+		return r;
+	r = skr_attest_evidence(a, runtime, len, &e, err);
+	if (r < 0)
+		return r;
+	/* The anchor's random u64 (2^64-1 is reserved, see maa_request_build()). */
+	do {
+		if (RAND_bytes((unsigned char *)&nonce, sizeof(nonce)) != 1) {
+			skr_evidence_clear(&e);
+			return ossl_error_set(err, -EIO, "MAA nonce");
+		}
+	} while (nonce == UINT64_MAX);
+	r = maa_request_build(e.report, sizeof(e.report), e.cert_chain_pem, e.uvm_reference_info,
+	                      runtime, len, nonce, &body, err);
+	skr_evidence_clear(&e);
+	if (r < 0)
+		return r;
+
+	return maa_attest(a->http, maa_endpoint, body, token, err);
+}
+
+/* The issuer's key set, from the cache unless stale or unless @force; called under jwks_lock. */
+static int jwks_get(struct skr_attester *a, const char *issuer, bool force, time_t now,
+                    struct skr_error *err)
+{
+	_cleanup_free_ char *jwks = NULL, *iss = NULL;
+	size_t jwks_len;
+	int r;
+
+	if (!force && a->jwks && strcmp(a->jwks_issuer, issuer) == 0 &&
+	    now - a->jwks_fetched < ATTEST_JWKS_TTL_SEC)
+		return 0;
+	r = jwks_fetch(a->http, issuer, &jwks, &jwks_len, err);
+	if (r < 0)
+		return r;
+	iss = strdup(issuer);
+	if (!iss)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	free(a->jwks);
+	free(a->jwks_issuer);
+	a->jwks = TAKE_PTR(jwks);
+	a->jwks_len = jwks_len;
+	a->jwks_issuer = TAKE_PTR(iss);
+	a->jwks_fetched = now;
+	log_debug("attester: fetched the signing keys of %s", issuer);
+	return 0;
+}
+
+static int issuer_key(struct skr_attester *a, const char *issuer, const char *kid, EVP_PKEY **key,
+                      struct skr_error *err)
+{
+	time_t now = time(NULL);
+	bool fresh;
+	int r;
+
+	pthread_mutex_lock(&a->jwks_lock);
+	fresh = !(a->jwks && strcmp(a->jwks_issuer, issuer) == 0 &&
+	          now - a->jwks_fetched < ATTEST_JWKS_TTL_SEC);
+	r = jwks_get(a, issuer, false, now, err);
+	if (r == 0) {
+		struct skr_error kerr = {0};
+
+		r = jwks_find_key(a->jwks, a->jwks_len, kid, key, &kerr);
+		/* A key we have not seen: the issuer may have rotated since the last fetch. */
+		if (r == -ENOENT && !fresh &&
+		    now - a->jwks_fetched >= ATTEST_JWKS_MIN_REFRESH_SEC) {
+			r = jwks_get(a, issuer, true, now, err);
+			if (r == 0) {
+				skr_error_clear(&kerr);
+				r = jwks_find_key(a->jwks, a->jwks_len, kid, key, &kerr);
+			}
+		}
+		if (r < 0)
+			skr_error_set(err, r, "%s (issuer %s)", kerr.msg, issuer);
+	}
+	pthread_mutex_unlock(&a->jwks_lock);
+	return r;
+}
+
+int skr_token_verify(struct skr_attester *a, const char *maa_endpoint, const char *token,
+                     char **claims_json, struct skr_error *err)
+{
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
+	_cleanup_free_ char *issuer = NULL;
+	struct jwt j = {0};
+	const char *kid;
+	int r;
+
+	*claims_json = NULL;
+	r = maa_base_url(maa_endpoint, &issuer, err);
+	if (r < 0)
+		return r;
+	if (!token)
+		return skr_error_set(err, -EINVAL, "MAA token is missing");
+	r = jwt_parse(token, strlen(token), &j, err);
+	if (r < 0)
+		return skr_error_prefix(err, "MAA token: ");
+	/* Refuse "none"/HS256 before fetching anything on the token's behalf. */
+	r = jwt_check_alg_rs256(&j, err);
+	if (r < 0)
+		goto out;
+	kid = jwt_header_string(&j, "kid");
+	if (!kid) {
+		r = skr_error_set(err, -EINVAL, "MAA token header has no \"kid\"");
+		goto out;
+	}
+	r = issuer_key(a, issuer, kid, &key, err);
+	if (r < 0)
+		goto out;
+	r = jwt_verify_rs256(&j, token, key, err);
+	if (r < 0)
+		goto out;
+	r = jwt_check_time(&j, time(NULL), JWT_CLOCK_SKEW_SEC, true, err);
+	if (r < 0)
+		goto out;
+	r = jwt_check_issuer(&j, issuer, err);
+	if (r < 0)
+		goto out;
+	*claims_json = strndup(j.payload_json, j.payload_len);
+	if (!*claims_json)
+		r = skr_error_set(err, -ENOMEM, "out of memory");
+out:
+	jwt_clear(&j);
+	if (r < 0)
+		skr_error_prefix(err, "MAA token: ");
+	return r;
+}

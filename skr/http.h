@@ -3,7 +3,9 @@
  * Private to libskr: an HTTP(S) client over libcurl with the project's rules built in. TLS
  * verification is always on (a CA bundle may be configured, never disabled); every request has
  * a timeout; retryable failures (transport errors, 408, 429, 5xx) are retried with backoff,
- * honouring Retry-After; connections are reused.
+ * honouring Retry-After; connections are reused; redirects are never followed.
+ *
+ * A client may be shared by threads: it lends each request one of a few pooled curl handles.
  */
 #pragma once
 
@@ -14,10 +16,10 @@
 struct http_client_config {
 	const char *ca_bundle;   /* PEM file; NULL = system store */
 	long connect_timeout_ms; /* default 5000 */
-	long timeout_ms;         /* whole request, default 30000 */
+	long timeout_ms;         /* one attempt, connect to last byte; default 30000 */
 	int max_attempts;        /* default 3; 1 = no retry */
 	long backoff_ms;         /* first retry delay, doubled each time; default 500 */
-	long max_retry_after_ms; /* cap on a server's Retry-After, default 30000 */
+	long max_retry_after_ms; /* cap on a server's Retry-After and on backoff, default 30000 */
 	const char *user_agent;  /* NULL = "confidential-sidecar/<version>" */
 };
 
@@ -37,9 +39,13 @@ void http_client_free(struct http_client *c);
 /*
  * Perform @method on @url with extra @headers ("Name: value", NULL-terminated, may be NULL) and
  * an optional body. Any HTTP status is a success of this function (the caller judges it) once
- * retries are exhausted; transport failures return -ETIMEDOUT, -ECONNREFUSED, -EPROTO (TLS or
- * protocol), -EHOSTUNREACH. The response body is capped at @max_body bytes (-EFBIG).
- * Errors name the URL with its query string removed (SAS signatures never reach a message).
+ * retries are exhausted (the last attempt's response is returned); transport failures return
+ * -ETIMEDOUT, -ECONNREFUSED, -ECONNRESET (connection dropped), -EPROTO (TLS or protocol),
+ * -EHOSTUNREACH. The response body is capped at @max_body bytes (0 = 16 MiB; -EFBIG, not
+ * retried). Retried: transport errors other than TLS verification, 408, 429, 500-599.
+ * Errors name the method and the URL with its query string removed (SAS signatures never reach
+ * a message); headers and bodies are never logged. A body with no Content-Type header is sent
+ * without one. resp->body is always NUL-terminated (empty string when there is no body).
  */
 int http_request(struct http_client *c, const char *method, const char *url,
                  const char *const *headers, const void *body, size_t body_len, size_t max_body,

@@ -1,1 +1,196 @@
 /* SPDX-License-Identifier: MIT */
+/*
+ * The MAA attest call (protocols.md §4.1): POST the evidence, get the token.
+ */
+#include "maa.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+
+#include "cleanup.h"
+#include "http.h"
+#include "json_util.h"
+#include "jwt.h"
+#include "log.h"
+#include "ossl.h"
+#include "secret.h"
+
+/* The anchor's TEE path and API version; MAA keeps serving older versions. */
+#define MAA_ATTEST_PATH "/attest/SevSnpVm?api-version=2020-10-01"
+/* Tokens are ~10–20 KiB; the cap bounds what a misbehaving endpoint can make us hold. */
+#define MAA_MAX_RESPONSE (1024u * 1024)
+
+DEFINE_CLEANUP_FUNC(CURLU *, curl_url_cleanup)
+
+int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
+{
+	_cleanup_(curl_url_cleanupp) CURLU *u = NULL;
+	_cleanup_free_ char *url = NULL;
+	char *part = NULL;
+	CURLUcode rc;
+	size_t n;
+
+	if (!endpoint || !*endpoint)
+		return skr_error_set(err, -EINVAL, "MAA endpoint is empty");
+	for (const char *p = endpoint; *p; p++)
+		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
+			return skr_error_set(err, -EINVAL,
+			                     "MAA endpoint \"%.128s\" contains white space",
+			                     endpoint);
+	if (strstr(endpoint, "://")) {
+		if (strncasecmp(endpoint, "https://", 8) != 0)
+			return skr_error_set(err, -EINVAL,
+			                     "MAA endpoint \"%.128s\" must use https:// (or be a "
+			                     "bare host name)",
+			                     endpoint);
+		url = strdup(endpoint);
+	} else if (asprintf(&url, "https://%s", endpoint) < 0) {
+		url = NULL;
+	}
+	if (!url)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	n = strlen(url);
+	while (n > 8 && url[n - 1] == '/')
+		url[--n] = '\0';
+
+	u = curl_url();
+	if (!u)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
+		return skr_error_set(err, -EINVAL,
+		                     "MAA endpoint \"%.128s\" is not a valid host or URL",
+		                     endpoint);
+	rc = curl_url_get(u, CURLUPART_HOST, &part, 0);
+	curl_free(part);
+	if (rc != CURLUE_OK)
+		return skr_error_set(err, -EINVAL, "MAA endpoint \"%.128s\" has no host", endpoint);
+	static const CURLUPart refused[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_QUERY,
+	                                    CURLUPART_FRAGMENT};
+	for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
+		part = NULL;
+		rc = curl_url_get(u, refused[i], &part, 0);
+		curl_free(part);
+		if (rc == CURLUE_OK)
+			return skr_error_set(err, -EINVAL,
+			                     "MAA endpoint \"%.128s\" may not carry credentials, a "
+			                     "query or a fragment",
+			                     endpoint);
+	}
+	*out = TAKE_PTR(url);
+	return 0;
+}
+
+/* Copy MAA's message into an error text: untrusted, so bounded and without control chars. */
+static void sanitize(const char *in, char *out, size_t size)
+{
+	size_t i = 0;
+
+	for (; in && *in && i + 1 < size; in++)
+		out[i++] = iscntrl((unsigned char)*in) ? ' ' : *in;
+	out[i] = '\0';
+}
+
+static int status_error(const struct http_response *resp, const char *url, struct skr_error *err)
+{
+	_cleanup_json_ json_object *root = NULL;
+	char code[64] = "", message[256] = "";
+	json_object *e;
+	int r;
+
+	if (resp->status == 400 || resp->status == 401 || resp->status == 403)
+		r = -EACCES;
+	else if (resp->status >= 500)
+		r = -EIO;
+	else
+		r = -EPROTO;
+	if (resp->body && json_parse(resp->body, resp->body_len, "MAA error", &root, NULL) == 0 &&
+	    json_object_object_get_ex(root, "error", &e) &&
+	    json_object_is_type(e, json_type_object)) {
+		json_object *v;
+
+		if (json_object_object_get_ex(e, "code", &v) &&
+		    json_object_is_type(v, json_type_string))
+			sanitize(json_object_get_string(v), code, sizeof(code));
+		if (json_object_object_get_ex(e, "message", &v) &&
+		    json_object_is_type(v, json_type_string))
+			sanitize(json_object_get_string(v), message, sizeof(message));
+	}
+	if (code[0] || message[0])
+		return skr_error_set(err, r, "MAA attestation refused: HTTP %ld from %s: %s: %s",
+		                     resp->status, url, code[0] ? code : "(no code)", message);
+	return skr_error_set(err, r, "MAA attestation failed: HTTP %ld from %s%s", resp->status,
+	                     url, r == -EIO ? " (after retries)" : "");
+}
+
+int maa_attest(struct http_client *c, const char *endpoint, const char *body, char **token,
+               struct skr_error *err)
+{
+	static const char *const headers[] = {"Content-Type: application/json",
+	                                      "Accept: application/json", NULL};
+	struct http_response resp = {0};
+	_cleanup_json_ json_object *root = NULL;
+	_cleanup_free_ char *base = NULL, *url = NULL, *redacted = NULL;
+	struct skr_error jerr = {0};
+	struct jwt parsed = {0};
+	const char *tok;
+	int r;
+
+	*token = NULL;
+	r = maa_base_url(endpoint, &base, err);
+	if (r < 0)
+		return r;
+	if (asprintf(&url, "%s%s", base, MAA_ATTEST_PATH) < 0) {
+		url = NULL;
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	}
+	log_debug("MAA: POST %s (%zu bytes)", url, strlen(body));
+	r = http_request(c, "POST", url, headers, body, strlen(body), MAA_MAX_RESPONSE, &resp, err);
+	if (r < 0)
+		return skr_error_prefix(err, "MAA attest request: ");
+	if (resp.status < 200 || resp.status > 207) {
+		r = status_error(&resp, base, err);
+		goto out;
+	}
+	r = json_parse(resp.body, resp.body_len, "MAA response", &root, &jerr);
+	if (r < 0) {
+		r = skr_error_set(err, -EPROTO, "%s", jerr.msg);
+		goto out;
+	}
+	r = json_get_string(root, "token", true, &tok, &jerr);
+	if (r < 0 || !*tok) {
+		r = skr_error_set(err, -EPROTO, "MAA response from %s has no token%s%s", base,
+		                  jerr.msg[0] ? ": " : "", jerr.msg);
+		goto out;
+	}
+	/* Catch a proxy's or a wrong service's answer here, not at the key vault. */
+	r = jwt_parse(tok, strlen(tok), &parsed, &jerr);
+	jwt_clear(&parsed);
+	if (r < 0) {
+		r = skr_error_set(err, -EPROTO, "MAA response from %s: token is malformed: %s",
+		                  base, jerr.msg);
+		goto out;
+	}
+	*token = strdup(tok);
+	if (!*token) {
+		r = skr_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	redacted = jwt_redact(tok);
+	log_trace("MAA token: %s", redacted ? redacted : "<redacted>");
+	log_info("MAA: token received from %s (%zu bytes)", base, strlen(tok));
+	/* json-c's copy of the token goes back to the heap with the tree: erase it first. */
+	secure_erase((char *)tok, strlen(tok));
+	r = 0;
+out:
+	/* The body holds the token: do not leave it in freed heap memory. */
+	if (resp.body)
+		secure_erase(resp.body, resp.body_len);
+	http_response_clear(&resp);
+	return r;
+}

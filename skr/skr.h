@@ -199,7 +199,11 @@ int snp_cert_chain_from_pem(const char *pem, size_t len, struct snp_cert_chain *
                             struct skr_error *err);
 int snp_cert_chain_from_table(const struct snp_cert_table *t, struct snp_cert_chain **out,
                               struct skr_error *err);
-/* Add certificates (PEM) to a chain: fills in a missing ASK/ARK, e.g. from KDS cert_chain. */
+/*
+ * Add certificates (PEM) to a chain: fills in a missing ASK/ARK, e.g. from KDS cert_chain.
+ * Repeats of present certificates are ignored; a different one for a filled slot is refused
+ * (-EINVAL) and leaves @c unchanged.
+ */
 int snp_cert_chain_add_pem(struct snp_cert_chain *c, const char *pem, size_t len,
                            struct skr_error *err);
 bool snp_cert_chain_has_leaf(const struct snp_cert_chain *c);
@@ -229,8 +233,12 @@ int snp_cert_chain_leaf_info(const struct snp_cert_chain *c, struct snp_vcek_inf
  * Full verification of §3.3: SIGNATURE_ALGO, SIGNING_KEY (VCEK or VLEK, matching the chain's
  * leaf), leaf TCB == REPORTED_TCB, hwID == CHIP_ID (VCEK; Turin compares 8 bytes), leaf ← ASK ←
  * ARK with RSASSA-PSS SHA-384 salt 48, ARK equal to an anchor of @trust, ECDSA P-384 over bytes
- * 0x000..0x29F. Errors: -EBADMSG bad signature, -EPERM untrusted chain, -ESTALE TCB mismatch,
- * -EXDEV hwID mismatch, -EINVAL malformed input, -ENOTSUP unknown algorithm or signing key.
+ * 0x000..0x29F. Errors: -EBADMSG bad signature (report or certificate, including a certificate
+ * not signed with AMD's PSS parameters), -EPERM untrusted chain, -ESTALE TCB mismatch, -EXDEV
+ * hwID mismatch, -EKEYEXPIRED leaf or ASK outside its validity period, -EINVAL malformed input
+ * (also a VLEK report with a VCEK chain or vice versa), -ENOTSUP unknown algorithm or signing
+ * key. Checks run in the order listed, so a stale VCEK yields -ESTALE before any signature is
+ * checked. A chain without ASK/ARK is completed from @trust's intermediates and anchors.
  */
 int snp_report_verify(const uint8_t *report, size_t len, const struct snp_cert_chain *chain,
                       const struct snp_trust_store *trust, struct skr_error *err);
@@ -309,6 +317,7 @@ enum snp_source_kind snp_source_kind_of(const struct snp_source *s);
 /*
  * Get a report. @certs (may be NULL) receives the certificate table the platform supplies with
  * the report (extended report, auxblob, virtual platform); it stays empty when there is none.
+ * @certs is overwritten, not freed: snp_cert_table_clear() a previously filled table first.
  */
 int snp_source_get_report(struct snp_source *s, const uint8_t report_data[64],
                           uint8_t report[SNP_REPORT_SIZE], struct snp_cert_table *certs,
@@ -405,6 +414,10 @@ struct skr_evidence {
 
 void skr_evidence_clear(struct skr_evidence *e);
 
+/*
+ * One attester may be shared by several threads: report-source and certificate-cache calls are
+ * serialized inside it, MAA calls run in parallel.
+ */
 struct skr_attester;
 
 int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **out,

@@ -65,10 +65,10 @@ fi
 
 step "fuzz targets (libFuzzer, ${fuzz_seconds}s each)"
 rm -rf build-ci-fuzz
-if CC=clang meson setup build-ci-fuzz -Dfuzz=true -Dtests=disabled \
+if CC=clang meson setup build-ci-fuzz -Dfuzz=true \
 	-Db_sanitize=address,undefined -Db_lundef=false >/dev/null && ninja -C build-ci-fuzz; then
 	for exe in build-ci-fuzz/tests/fuzz/fuzz_*; do
-		[ -x "$exe" ] || continue
+		[ -f "$exe" ] && [ -x "$exe" ] || continue
 		name=${exe##*/fuzz_}
 		corpus=$(mktemp -d)
 		[ -d "tests/fuzz/corpus/$name" ] && cp -r "tests/fuzz/corpus/$name/." "$corpus/"

@@ -1,0 +1,63 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The route table: every path devcloud answers, on one port. A new service (key vault,
+ * identity) adds its handler file and its lines here.
+ */
+#include <string.h>
+#include <strings.h>
+
+#include "devcloud.h"
+
+const struct devcloud_route devcloud_routes[] = {
+        /* MAA (protocols.md §4) */
+        {"POST", "/attest/SevSnpVm", DEVCLOUD_MATCH_EXACT_NOCASE, devcloud_handle_attest},
+        {"GET", "/.well-known/openid-configuration", DEVCLOUD_MATCH_EXACT,
+         devcloud_handle_openid_configuration},
+        {"GET", "/certs", DEVCLOUD_MATCH_EXACT, devcloud_handle_jwks},
+        /* AMD KDS (§3.1) and THIM (§3.4) for the virtual platform */
+        {"GET", "/vcek/v1/", DEVCLOUD_MATCH_PREFIX, devcloud_handle_kds},
+        {"GET", "/metadata/THIM/amd/certification", DEVCLOUD_MATCH_EXACT, devcloud_handle_thim},
+};
+
+const size_t devcloud_routes_count = sizeof(devcloud_routes) / sizeof(devcloud_routes[0]);
+
+static bool route_matches(const struct devcloud_route *r, const char *path)
+{
+	switch (r->match) {
+	case DEVCLOUD_MATCH_EXACT:
+		return strcmp(r->path, path) == 0;
+	case DEVCLOUD_MATCH_EXACT_NOCASE:
+		return strcasecmp(r->path, path) == 0;
+	case DEVCLOUD_MATCH_PREFIX:
+		return strncmp(r->path, path, strlen(r->path)) == 0;
+	}
+	return false;
+}
+
+int devcloud_dispatch(struct devcloud *dc, const struct devcloud_request *req,
+                      struct devcloud_response *resp)
+{
+	const struct devcloud_route *wrong_method = NULL;
+
+	for (size_t i = 0; i < devcloud_routes_count; i++) {
+		const struct devcloud_route *r = &devcloud_routes[i];
+
+		if (!route_matches(r, req->path))
+			continue;
+		if (strcmp(r->method, req->method) == 0)
+			return r->handler(dc, req, resp);
+		/* HEAD is GET without a body; libmicrohttpd drops the body for us. */
+		if (strcmp(req->method, "HEAD") == 0 && strcmp(r->method, "GET") == 0)
+			return r->handler(dc, req, resp);
+		wrong_method = r;
+	}
+	if (wrong_method) {
+		int ret = devcloud_response_error(resp, 405, "MethodNotAllowed",
+		                                  "%s is not allowed on %s; use %s", req->method,
+		                                  req->path, wrong_method->method);
+
+		resp->allow = wrong_method->method;
+		return ret;
+	}
+	return devcloud_response_error(resp, 404, "NotFound", "no such path: %s", req->path);
+}

@@ -1,0 +1,357 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * HTTPS for devcloud: libmicrohttpd (GnuTLS) with the TLS key and certificate from memory, a
+ * small thread pool, loopback only. This file only moves bytes between libmicrohttpd and
+ * devcloud_dispatch(); every decision is in the handlers.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <microhttpd.h>
+
+#include "cleanup.h"
+#include "devcloud.h"
+#include "log.h"
+#include "secret.h"
+
+#define THREAD_POOL_SIZE 4
+#define CONNECTION_TIMEOUT_S 30
+#define MAX_KV 64
+/*
+ * How much of a body over --max-body is drained (never stored) so that the client can read the
+ * 413: libmicrohttpd cannot answer mid-upload, and an answer sent while the client still
+ * writes is often lost to a connection reset. A connection sending more is dropped.
+ */
+#define DISCARD_FACTOR 4
+
+struct devcloud_server {
+	struct MHD_Daemon *daemon;
+	struct devcloud *dc;
+	uint16_t port;
+};
+
+struct conn_state {
+	struct timespec start;
+	char *body;
+	size_t len, cap;
+	size_t received;
+	size_t announced;
+	bool too_large;
+};
+
+int devcloud_listen_parse(const char *s, int *family, uint8_t addr[16], struct skr_error *err)
+{
+	memset(addr, 0, 16);
+	if (!s || !*s)
+		return skr_error_set(err, -EINVAL, "--listen needs an address");
+	if (strcmp(s, "localhost") == 0)
+		s = "127.0.0.1";
+	if (inet_pton(AF_INET, s, addr) == 1) {
+		*family = AF_INET;
+		if (addr[0] != 127)
+			return skr_error_set(err, -EPERM,
+			                     "--listen %s is not a loopback address: devcloud is a "
+			                     "development service without authentication and only "
+			                     "listens on 127.0.0.0/8 or ::1",
+			                     s);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, addr) == 1) {
+		*family = AF_INET6;
+		if (!IN6_IS_ADDR_LOOPBACK((struct in6_addr *)addr))
+			return skr_error_set(err, -EPERM,
+			                     "--listen %s is not a loopback address: devcloud is a "
+			                     "development service without authentication and only "
+			                     "listens on 127.0.0.0/8 or ::1",
+			                     s);
+		return 0;
+	}
+	return skr_error_set(err, -EINVAL,
+	                     "--listen '%s' is not an IP address (use 127.0.0.1 or ::1)", s);
+}
+
+struct kv_list {
+	struct devcloud_kv items[MAX_KV];
+	size_t n;
+};
+
+static enum MHD_Result collect_kv(void *cls, enum MHD_ValueKind kind, const char *key,
+                                  const char *value)
+{
+	struct kv_list *l = cls;
+
+	(void)kind;
+	if (l->n == MAX_KV)
+		return MHD_NO;
+	l->items[l->n].key = key;
+	l->items[l->n].value = value;
+	l->n++;
+	return MHD_YES;
+}
+
+static void free_body(void *p)
+{
+	free(p);
+}
+
+static void free_secret_body(void *p)
+{
+	secure_free(p, strlen(p));
+}
+
+static double elapsed_ms(const struct timespec *start)
+{
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	return (double)(now.tv_sec - start->tv_sec) * 1e3 +
+	       (double)(now.tv_nsec - start->tv_nsec) / 1e6;
+}
+
+static enum MHD_Result send_response(struct MHD_Connection *conn, const char *method,
+                                     const char *url, const struct conn_state *st,
+                                     struct devcloud_response *resp)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer_with_free_callback(
+	        resp->body_len, resp->body, resp->secret_body ? free_secret_body : free_body);
+	if (!r) {
+		devcloud_response_clear(resp);
+		return MHD_NO;
+	}
+	resp->body = NULL; /* libmicrohttpd owns it now */
+	if (resp->content_type)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, resp->content_type);
+	if (resp->allow)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
+	if (resp->cache_control)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, resp->cache_control);
+	ret = MHD_queue_response(conn, resp->status, r);
+	MHD_destroy_response(r);
+	/* Method, path (no query) and status only: bodies may carry tokens. */
+	log_info("%s %s %u %.1f ms", method, url, resp->status, elapsed_ms(&st->start));
+	return ret;
+}
+
+static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection *conn,
+                              const char *url, const char *method, struct conn_state *st)
+{
+	struct kv_list query = {0}, headers = {0};
+	struct devcloud_response resp = {0};
+	struct devcloud_request req = {
+	        .method = method,
+	        .path = url,
+	        .body = st->body ? st->body : "",
+	        .body_len = st->len,
+	        .content_length = st->too_large ? (st->received > st->announced ? st->received
+	                                                                        : st->announced)
+	                                        : st->len,
+	};
+	int r;
+
+	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_kv, &query);
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_kv, &headers);
+	req.query = query.items;
+	req.n_query = query.n;
+	req.headers = headers.items;
+	req.n_headers = headers.n;
+
+	r = devcloud_dispatch(srv->dc, &req, &resp);
+	if (r < 0 || !resp.status) {
+		devcloud_response_clear(&resp);
+		if (devcloud_response_error(&resp, 500, "InternalServerError", "internal error: %s",
+		                            strerror(r < 0 ? -r : EIO)) < 0)
+			return MHD_NO;
+	}
+	return send_response(conn, method, url, st, &resp);
+}
+
+/*
+ * A body over the limit is never buffered. Whether it is even received depends on the client:
+ * one that waits for "100 Continue" gets the 413 at once and sends nothing. One that is already
+ * sending would see a connection reset instead of the answer if devcloud replied and closed
+ * mid-upload, so a body up to DISCARD_FACTOR times the limit is drained (discarded) first; a
+ * larger one is answered at once, reset or not.
+ */
+static bool answer_early(struct MHD_Connection *conn, const struct conn_state *st, size_t max)
+{
+	const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
+
+	if (expect && strcasecmp(expect, "100-continue") == 0)
+		return true;
+	return st->announced / DISCARD_FACTOR > max;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+	struct devcloud_server *srv = cls;
+	struct conn_state *st = *con_cls;
+	size_t max = srv->dc->max_body;
+
+	(void)version;
+	if (!st) {
+		const char *cl;
+
+		st = calloc(1, sizeof(*st));
+		if (!st)
+			return MHD_NO;
+		clock_gettime(CLOCK_MONOTONIC, &st->start);
+		*con_cls = st;
+		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+		if (cl) {
+			char *end;
+			unsigned long long n;
+
+			errno = 0;
+			n = strtoull(cl, &end, 10);
+			if (errno == 0 && end != cl && *end == '\0') {
+				st->announced = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
+				if (st->announced > max) {
+					st->too_large = true;
+					if (answer_early(conn, st, max))
+						return answer(srv, conn, url, method, st);
+				}
+			}
+		}
+		return MHD_YES;
+	}
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+
+		*upload_data_size = 0;
+		st->received += n;
+		if (st->too_large || st->len + n > max) {
+			st->too_large = true;
+			free(st->body);
+			st->body = NULL;
+			st->len = 0;
+			return st->received / DISCARD_FACTOR > max ? MHD_NO : MHD_YES;
+		}
+		if (st->len + n + 1 > st->cap) {
+			size_t cap = st->cap ? st->cap : 4096;
+			char *nb;
+
+			while (cap < st->len + n + 1)
+				cap *= 2;
+			nb = realloc(st->body, cap);
+			if (!nb)
+				return MHD_NO;
+			st->body = nb;
+			st->cap = cap;
+		}
+		memcpy(st->body + st->len, upload_data, n);
+		st->len += n;
+		st->body[st->len] = '\0';
+		return MHD_YES;
+	}
+	return answer(srv, conn, url, method, st);
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+	struct conn_state *st = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (!st)
+		return;
+	free(st->body);
+	free(st);
+	*con_cls = NULL;
+}
+
+__attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+	size_t len;
+
+	(void)cls;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	len = strlen(msg);
+	while (len && (msg[len - 1] == '\n' || msg[len - 1] == '\r'))
+		msg[--len] = '\0';
+	log_debug("libmicrohttpd: %s", msg);
+}
+
+int devcloud_server_start(struct devcloud *dc, const char *listen, uint16_t port,
+                          struct devcloud_server **out, struct skr_error *err)
+{
+	struct devcloud_server *srv;
+	struct sockaddr_storage ss = {0};
+	const union MHD_DaemonInfo *info;
+	unsigned flags =
+	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+	uint8_t addr[16];
+	int family, r;
+
+	r = devcloud_listen_parse(listen, &family, addr, err);
+	if (r < 0)
+		return r;
+	if (family == AF_INET) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		memcpy(&sin->sin_addr, addr, 4);
+	} else {
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+
+		sin6->sin6_family = AF_INET6;
+		sin6->sin6_port = htons(port);
+		memcpy(&sin6->sin6_addr, addr, 16);
+		flags |= MHD_USE_IPv6;
+	}
+
+	srv = calloc(1, sizeof(*srv));
+	if (!srv)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	srv->dc = dc;
+	srv->daemon = MHD_start_daemon(
+	        flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+	        (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_KEY,
+	        (const char *)dc->tls_key_pem->data, MHD_OPTION_HTTPS_MEM_CERT, dc->tls_cert_pem,
+	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREAD_POOL_SIZE,
+	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
+	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
+	        srv, MHD_OPTION_END);
+	if (!srv->daemon) {
+		free(srv);
+		return skr_error_set(
+		        err, -EADDRINUSE,
+		        "cannot listen on %s port %u (in use, or the TLS key/certificate "
+		        "of the state directory is unusable; see --log-level debug)",
+		        listen, port);
+	}
+	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	srv->port = info ? info->port : port;
+	*out = srv;
+	return 0;
+}
+
+uint16_t devcloud_server_port(const struct devcloud_server *srv)
+{
+	return srv->port;
+}
+
+void devcloud_server_stop(struct devcloud_server *srv)
+{
+	if (!srv)
+		return;
+	MHD_stop_daemon(srv->daemon);
+	free(srv);
+}
