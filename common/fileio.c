@@ -113,6 +113,8 @@ int mkdir_p(const char *path, mode_t mode)
 
 	if (!copy)
 		return -ENOMEM;
+	if (!copy[0])
+		return -EINVAL;
 	for (char *p = copy + 1; *p; p++) {
 		if (*p != '/')
 			continue;
@@ -131,6 +133,9 @@ char *path_join(const char *dir, const char *name)
 	char *s;
 	size_t dl = strlen(dir);
 
+	/* "" is not "/": an empty directory is a caller's mistake, not the root. */
+	if (dl == 0)
+		return NULL;
 	while (dl > 1 && dir[dl - 1] == '/')
 		dl--;
 	if (asprintf(&s, "%.*s/%s", (int)dl, dir, name) < 0)

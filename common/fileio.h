@@ -20,5 +20,5 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* mkdir -p with @mode for created components. */
 int mkdir_p(const char *path, mode_t mode);
 
-/* Join @dir and @name with one '/'; malloc'ed, NULL on ENOMEM. */
+/* Join @dir and @name with one '/'; malloc'ed, NULL on ENOMEM or an empty @dir. */
 char *path_join(const char *dir, const char *name);

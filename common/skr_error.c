@@ -5,9 +5,16 @@
 #include <stdio.h>
 #include <string.h>
 
+/*
+ * The code of the last error set on this thread, also when the caller passed no struct: lets
+ * skr_error_prefix() return the right failure code with a NULL @err instead of 0 ("success").
+ */
+static _Thread_local int last_code;
+
 __attribute__((format(printf, 3, 0))) static int error_vset(struct skr_error *err, int code,
                                                             const char *fmt, va_list ap)
 {
+	last_code = code;
 	if (!err)
 		return code;
 	err->code = code;
@@ -19,6 +26,7 @@ int skr_error_set(struct skr_error *err, int code, const char *fmt, ...)
 {
 	va_list ap;
 
+	last_code = code;
 	if (!err || err->msg[0])
 		return code;
 	va_start(ap, fmt);
@@ -43,8 +51,11 @@ int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
 	size_t plen, olen;
 	va_list ap;
 
+	/* Only ever called on a failure path: never let it turn a failure into 0. */
+	int code = err && err->code < 0 ? err->code : last_code < 0 ? last_code : -EIO;
+
 	if (!err)
-		return 0;
+		return code;
 	va_start(ap, fmt);
 	vsnprintf(prefix, sizeof(prefix), fmt, ap);
 	va_end(ap);
@@ -58,7 +69,7 @@ int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
 	memmove(err->msg + plen, err->msg, olen);
 	memcpy(err->msg, prefix, plen);
 	err->msg[plen + olen] = '\0';
-	return err->code;
+	return code;
 }
 
 void skr_error_clear(struct skr_error *err)

@@ -27,7 +27,10 @@ int skr_error_set(struct skr_error *err, int code, const char *fmt, ...)
 int skr_error_reset(struct skr_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
-/* Prepend context ("attest: ") to an already filled reason; returns err->code. */
+/*
+ * Prepend context ("attest: ") to an already filled reason. Returns the failure's code: err->code,
+ * or with a NULL @err the last code set on this thread, never 0 (use it on failure paths only).
+ */
 int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
         __attribute__((format(printf, 2, 3)));
 

@@ -438,6 +438,12 @@ static CURLcode setup_handle(struct http_client *c, CURL *h, const char *method,
 	SET(CURLOPT_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	SET(CURLOPT_FOLLOWLOCATION, 0L);
+	/*
+	 * The instance metadata service (IMDS, THIM) is plain HTTP on a link-local address and
+	 * answers with bearer tokens: it must never be reached through an http_proxy from the
+	 * environment, which could read or forge those answers.
+	 */
+	SET(CURLOPT_NOPROXY, "169.254.169.254,localhost,127.0.0.1,::1");
 	SET(CURLOPT_NOSIGNAL, 1L);
 	SET(CURLOPT_SSL_VERIFYPEER, 1L);
 	SET(CURLOPT_SSL_VERIFYHOST, 2L);
@@ -615,7 +621,8 @@ void http_response_clear(struct http_response *r)
 {
 	if (!r)
 		return;
-	free(r->body);
+	/* Bodies carry tokens and wrapped keys: erase them rather than leave them in the heap. */
+	secure_free(r->body, r->body_len);
 	free(r->content_type);
 	memset(r, 0, sizeof(*r));
 }

@@ -50,6 +50,7 @@ void jwt_clear(struct jwt *j)
 	json_object_put(j->payload);
 	free(j->payload_json);
 	free(j->signature);
+	free(j->signing_input);
 	memset(j, 0, sizeof(*j));
 }
 
@@ -127,6 +128,12 @@ int jwt_parse(const char *token, size_t len, struct jwt *out, struct skr_error *
 	if (r < 0)
 		goto fail;
 	j.signing_input_len = (size_t)(dot2 - token);
+	/* Keep the exact signed text: verification must cover the bytes the claims came from. */
+	j.signing_input = strndup(token, j.signing_input_len);
+	if (!j.signing_input) {
+		r = skr_error_set(err, -ENOMEM, "JWT: out of memory");
+		goto fail;
+	}
 	*out = j;
 	return 0;
 fail:
@@ -182,7 +189,14 @@ int jwt_verify_rs256(const struct jwt *j, const char *token, EVP_PKEY *key, stru
 		return skr_error_set(err, -EINVAL,
 		                     "JWT verification key has %d bits (at least %d required)",
 		                     EVP_PKEY_get_bits(key), JWT_MIN_RSA_BITS);
-	if (!token || j->signing_input_len == 0 || strlen(token) <= j->signing_input_len)
+	/*
+	 * The signature is checked over the text jwt_parse() decoded the claims from, so a caller
+	 * can never verify one token's signature while trusting another token's claims. @token, when
+	 * given, must be that same token.
+	 */
+	if (!j->signing_input ||
+	    (token && (strncmp(token, j->signing_input, j->signing_input_len) != 0 ||
+	               token[j->signing_input_len] != '.')))
 		return skr_error_set(err, -EINVAL, "JWT text does not match the parsed token");
 
 	ctx = EVP_MD_CTX_new();
@@ -191,8 +205,8 @@ int jwt_verify_rs256(const struct jwt *j, const char *token, EVP_PKEY *key, stru
 	/* RS256 = RSASSA-PKCS1-v1_5 with SHA-256, the RSA default padding. */
 	if (EVP_DigestVerifyInit_ex(ctx, NULL, "SHA256", NULL, NULL, key, NULL) != 1)
 		return ossl_error_set(err, -EINVAL, "JWT: cannot set up RS256 verification");
-	r = EVP_DigestVerify(ctx, j->signature, j->signature_len, (const unsigned char *)token,
-	                     j->signing_input_len);
+	r = EVP_DigestVerify(ctx, j->signature, j->signature_len,
+	                     (const unsigned char *)j->signing_input, j->signing_input_len);
 	if (r != 1) {
 		ERR_clear_error();
 		return skr_error_set(err, -EBADMSG, "JWT signature is not valid (RS256)");

@@ -35,6 +35,7 @@ struct jwt {
 	uint8_t *signature;
 	size_t signature_len;
 	size_t signing_input_len; /* bytes of "header.payload" at the start of the token */
+	char *signing_input;      /* a copy of those bytes: what the signature must cover */
 };
 
 /*
@@ -52,7 +53,8 @@ const char *jwt_payload_string(const struct jwt *j, const char *name);
 int jwt_check_alg_rs256(const struct jwt *j, struct skr_error *err);
 
 /*
- * Verify the RS256 signature of @token (the same text given to jwt_parse) with @key, an RSA
+ * Verify the RS256 signature of the parsed token (over the exact text jwt_parse() decoded; @token,
+ * if not NULL, must be that same text) with @key, an RSA
  * public key. Refuses a header "alg" other than "RS256" first (-ENOTSUP), a non-RSA key
  * (-EINVAL); a bad signature is -EBADMSG.
  */

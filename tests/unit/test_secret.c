@@ -90,6 +90,20 @@ static void test_error_keeps_first_reason(void **state)
 	assert_int_equal(skr_error_set(NULL, -EPERM, "ignored"), -EPERM);
 }
 
+/* A prefix on a failure path must never turn the failure into 0, with or without a struct. */
+static void test_error_prefix_never_succeeds(void **state)
+{
+	struct skr_error err = {0};
+
+	assert_int_equal(skr_error_set(NULL, -ESTALE, "inner"), -ESTALE);
+	assert_int_equal(skr_error_prefix(NULL, "outer: "), -ESTALE);
+	assert_int_equal(skr_error_set(&err, -EBADMSG, "bad signature"), -EBADMSG);
+	assert_int_equal(skr_error_prefix(&err, "verify: "), -EBADMSG);
+	skr_error_clear(&err);
+	/* A callee that failed without filling the struct still yields a failure code. */
+	assert_true(skr_error_prefix(&err, "step: ") < 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -97,6 +111,7 @@ int main(void)
 	        cmocka_unit_test(test_secret_zero_length),
 	        cmocka_unit_test(test_secret_is_locked_when_allowed),
 	        cmocka_unit_test(test_error_keeps_first_reason),
+	        cmocka_unit_test(test_error_prefix_never_succeeds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
