@@ -29,11 +29,21 @@ int b64_encode(const void *in, size_t len, enum b64_variant variant, char **out)
 
 /*
  * Decode @len characters of @in. Padding is optional unless B64_REQUIRE_PAD; the two
- * alphabets may not be mixed in one string; whitespace is refused. *out is malloc'ed with one
- * spare NUL byte after *out_len bytes (so decoded text can be used as a C string).
- * Returns 0, -EINVAL for input that is not base64 of the accepted kinds, or -ENOMEM.
+ * alphabets may not be mixed in one string; whitespace is refused; only the canonical encoding
+ * is accepted (non-zero bits after the data in the last character, "QR==" for "A", are refused,
+ * so each byte string has exactly one spelling). *out is malloc'ed with one spare NUL byte
+ * after *out_len bytes (so decoded text can be used as a C string). Intermediate copies are
+ * erased. Returns 0, -EINVAL for input that is not base64 of the accepted kinds, or -ENOMEM.
  */
 int b64_decode(const char *in, size_t len, unsigned flags, uint8_t **out, size_t *out_len);
+
+struct secret;
+
+/*
+ * b64_decode() for key material: the bytes land in a struct secret (locked, erased when freed),
+ * with a NUL after (*out)->len bytes.
+ */
+int b64_decode_secret(const char *in, size_t len, unsigned flags, struct secret **out);
 
 /* Lower-case hex; @out must hold 2*len+1 bytes. */
 void hex_encode(const void *in, size_t len, char *out);

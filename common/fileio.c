@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "secret.h"
 
 int read_file(const char *path, size_t max_size, char **out, size_t *out_len)
 {
@@ -53,6 +54,48 @@ int read_file(const char *path, size_t max_size, char **out, size_t *out_len)
 	buf[len] = '\0';
 	*out = TAKE_PTR(buf);
 	*out_len = len;
+	return 0;
+}
+
+int read_file_secret(const char *path, size_t max_size, struct secret **out)
+{
+	_cleanup_close_ int fd = -1;
+	_cleanup_secret_ struct secret *s = NULL;
+	struct stat st;
+	size_t len = 0, cap;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	if (fstat(fd, &st) < 0)
+		return -errno;
+	if (!S_ISREG(st.st_mode))
+		return -EINVAL;
+	if ((uint64_t)st.st_size > max_size)
+		return -EFBIG;
+	/* One allocation of the final size: nothing to grow, so no copy is left behind. */
+	cap = (size_t)st.st_size;
+	s = secret_new(cap + 1);
+	if (!s)
+		return -ENOMEM;
+	for (;;) {
+		ssize_t n = read(fd, s->data + len, cap + 1 - len);
+
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+		/* The file grew after fstat: a key file being rewritten; let the caller retry. */
+		if (len > cap)
+			return -EAGAIN;
+	}
+	s->data[len] = 0;
+	s->len = len;
+	*out = TAKE_PTR(s);
 	return 0;
 }
 
@@ -138,7 +181,9 @@ char *path_join(const char *dir, const char *name)
 		return NULL;
 	while (dl > 1 && dir[dl - 1] == '/')
 		dl--;
-	if (asprintf(&s, "%.*s/%s", (int)dl, dir, name) < 0)
+	while (*name == '/')
+		name++;
+	if (asprintf(&s, "%.*s%s%s", (int)dl, dir, dir[dl - 1] == '/' ? "" : "/", name) < 0)
 		return NULL;
 	return s;
 }

@@ -11,6 +11,16 @@
  */
 int read_file(const char *path, size_t max_size, char **out, size_t *out_len);
 
+struct secret;
+
+/*
+ * read_file() for key material: the content lands in a struct secret (locked, erased when
+ * freed) sized from fstat, so no reallocation leaves a partial copy in freed heap. A NUL follows
+ * the data (data[len] == 0). Returns 0, -EFBIG over @max_size, -EINVAL for a non-regular file,
+ * -EAGAIN when the file grew while being read, or the negative errno of open/read.
+ */
+int read_file_secret(const char *path, size_t max_size, struct secret **out);
+
 /*
  * Crash-safe replace: write to a temporary file in the same directory, fsync it, rename over
  * @path, fsync the directory. A crash leaves either the old or the new file, never a mix.
@@ -20,5 +30,8 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 /* mkdir -p with @mode for created components. */
 int mkdir_p(const char *path, mode_t mode);
 
-/* Join @dir and @name with one '/'; malloc'ed, NULL on ENOMEM or an empty @dir. */
+/*
+ * Join @dir and @name with exactly one '/' ("/" + "x" = "/x", "a/" + "/x" = "a/x"); malloc'ed,
+ * NULL on ENOMEM or an empty @dir.
+ */
 char *path_join(const char *dir, const char *name);

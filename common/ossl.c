@@ -13,3 +13,12 @@ int ossl_error_set(struct skr_error *err, int code, const char *what)
 	ERR_clear_error();
 	return skr_error_set(err, code, "%s: %s", what, reason);
 }
+
+int ossl_no_password(char *buf, int size, int rwflag, void *userdata)
+{
+	(void)buf;
+	(void)size;
+	(void)rwflag;
+	(void)userdata;
+	return -1;
+}

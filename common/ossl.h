@@ -25,6 +25,9 @@ DEFINE_CLEANUP_FUNC(BIO *, BIO_free_all)
 DEFINE_CLEANUP_FUNC(BIGNUM *, BN_free)
 DEFINE_CLEANUP_FUNC(ECDSA_SIG *, ECDSA_SIG_free)
 DEFINE_CLEANUP_FUNC(ASN1_INTEGER *, ASN1_INTEGER_free)
+DEFINE_CLEANUP_FUNC(ASN1_OCTET_STRING *, ASN1_OCTET_STRING_free)
+DEFINE_CLEANUP_FUNC(ASN1_IA5STRING *, ASN1_IA5STRING_free)
+DEFINE_CLEANUP_FUNC(ASN1_OBJECT *, ASN1_OBJECT_free)
 
 static inline void x509_stack_freep(STACK_OF(X509) * *p)
 {
@@ -45,3 +48,9 @@ static inline void json_object_putp(json_object **p)
  * would mislead the next caller). Returns @code.
  */
 int ossl_error_set(struct skr_error *err, int code, const char *what);
+
+/*
+ * A pem_password_cb that never supplies a password: an encrypted PEM block (in untrusted input
+ * or a key file) is refused instead of OpenSSL prompting on the terminal.
+ */
+int ossl_no_password(char *buf, int size, int rwflag, void *userdata);

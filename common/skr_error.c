@@ -87,6 +87,14 @@ const char *skr_error_message(const struct skr_error *err)
 	if (err->msg[0])
 		return err->msg;
 	if (err->code)
-		return strerror(-err->code);
+		return skr_strerror(err->code);
 	return "no error";
+}
+
+const char *skr_strerror(int code)
+{
+	/* glibc's table of constant strings: no shared buffer, unlike strerror(). */
+	const char *s = strerrordesc_np(code < 0 ? -code : code);
+
+	return s ? s : "unknown error";
 }

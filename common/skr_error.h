@@ -36,5 +36,11 @@ int skr_error_prefix(struct skr_error *err, const char *fmt, ...)
 
 void skr_error_clear(struct skr_error *err);
 
-/* The reason, or strerror() of @code when nothing was filled. Never NULL. */
+/*
+ * The description of errno @code (either sign), e.g. "No such file or directory". Thread-safe,
+ * unlike strerror(): libskr builds messages on several threads. Never NULL.
+ */
+const char *skr_strerror(int code);
+
+/* The reason, or skr_strerror() of @code when nothing was filled. Never NULL. */
 const char *skr_error_message(const struct skr_error *err);

@@ -2,180 +2,41 @@
 /*
  * confidential-sidecar: the process that runs next to the application container.
  *
- *   confidential-sidecar attest --maa-endpoint HOST[:PORT] [options]
- *       One attestation: report (hardware or, when asked for, the virtual platform) → MAA token,
- *       then the token is verified against the issuer's published keys and its claims printed.
- *       Useful as a readiness probe and to check a deployment's claims before writing a key
- *       release policy.
+ *   confidential-sidecar [--skr-args B64] [--encfs-args B64] [--port N] …
+ *                                   the daemon: configuration from SkrSideCarArgs /
+ *                                   EncfsSideCarArgs / Port / LogLevel / LogFile (environment)
+ *                                   or the command line, then the SKR HTTP API on localhost
+ *   confidential-sidecar attest  …  one attestation: report → MAA token → verified claims
+ *   confidential-sidecar release …  one secure key release: the key's type, operations and
+ *                                   fingerprint, never the key
+ *
+ * The one-shot commands are what the daemon does per request, run once from the command line:
+ * a readiness probe, and the way to check a deployment's claims and key release before writing
+ * a policy.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <json-c/json.h>
 #include <openssl/rand.h>
 
 #include "b64.h"
 #include "cleanup.h"
-#include "config.h"
+#include "cli.h"
+
+#include "daemon.h"
 #include "fileio.h"
 #include "json_util.h"
-#include "log.h"
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
 
 #define EXIT_USAGE 2
 
-static void usage(FILE *f)
-{
-	fprintf(f,
-	        "Usage: confidential-sidecar attest --maa-endpoint HOST[:PORT] [options]\n"
-	        "\n"
-	        "Attest once: get an SEV-SNP report bound to the runtime data, exchange it at the\n"
-	        "attestation service for a token, verify the token and print its claims.\n"
-	        "\n"
-	        "Options:\n"
-	        "  --maa-endpoint HOST[:PORT]     attestation service (MAA or devcloud)\n"
-	        "  --attestation-source SRC       auto (default: the SEV-SNP device present),\n"
-	        "                                 sev-guest, sev, configfs-tsm, or virtual\n"
-	        "  --virtual-dir DIR              the virtual platform (with --attestation-source\n"
-	        "                                 virtual; dev/test only, never chosen by itself)\n"
-	        "  --ca-bundle FILE               PEM CA bundle for HTTPS (default: system store)\n"
-	        "  --runtime-data JSON            runtime data to bind (default: a fresh nonce "
-	        "object)\n"
-	        "  --security-context-dir DIR     ACI security context (default: discovered)\n"
-	        "  --certcache-type TYPE          AMD, AzCache or LocalTHIM certificate source\n"
-	        "  --certcache-endpoint ENDPOINT  host[/path] or URL of that source\n"
-	        "  --print-token                  also print the raw token (a bearer credential)\n"
-	        "  --log-level LEVEL              error, warn, info (default), debug, trace\n"
-	        "  --version                      print the version\n"
-	        "  -h, --help                     this text\n");
-}
-
-struct attest_options {
-	const char *maa_endpoint;
-	const char *runtime_data;
-	bool print_token;
-	struct skr_attest_config cfg;
-};
-
-static int parse_attest_options(int argc, char **argv, struct attest_options *o)
-{
-	enum {
-		OPT_MAA = 0x100,
-		OPT_SOURCE,
-		OPT_VIRTUAL_DIR,
-		OPT_CA,
-		OPT_RUNTIME,
-		OPT_SECCTX,
-		OPT_CC_TYPE,
-		OPT_CC_ENDPOINT,
-		OPT_PRINT_TOKEN,
-		OPT_LOG_LEVEL,
-	};
-	static const struct option options[] = {
-	        {"maa-endpoint", required_argument, NULL, OPT_MAA},
-	        {"attestation-source", required_argument, NULL, OPT_SOURCE},
-	        {"virtual-dir", required_argument, NULL, OPT_VIRTUAL_DIR},
-	        {"ca-bundle", required_argument, NULL, OPT_CA},
-	        {"runtime-data", required_argument, NULL, OPT_RUNTIME},
-	        {"security-context-dir", required_argument, NULL, OPT_SECCTX},
-	        {"certcache-type", required_argument, NULL, OPT_CC_TYPE},
-	        {"certcache-endpoint", required_argument, NULL, OPT_CC_ENDPOINT},
-	        {"print-token", no_argument, NULL, OPT_PRINT_TOKEN},
-	        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	enum log_level level;
-	int c;
-
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_MAA:
-			o->maa_endpoint = optarg;
-			break;
-		case OPT_SOURCE:
-			if (snp_source_kind_from_string(optarg, &o->cfg.source.kind) < 0) {
-				fprintf(stderr,
-				        "--attestation-source: unknown source '%s'; use auto, "
-				        "sev-guest, sev, configfs-tsm or virtual\n",
-				        optarg);
-				return -EINVAL;
-			}
-			break;
-		case OPT_VIRTUAL_DIR:
-			o->cfg.source.virtual_dir = optarg;
-			break;
-		case OPT_CA:
-			o->cfg.ca_bundle = optarg;
-			o->cfg.certcache.ca_bundle = optarg;
-			break;
-		case OPT_RUNTIME:
-			o->runtime_data = optarg;
-			break;
-		case OPT_SECCTX:
-			o->cfg.security_context_dir = optarg;
-			break;
-		case OPT_CC_TYPE:
-			if (snp_certcache_type_from_string(optarg, &o->cfg.certcache.type) < 0) {
-				fprintf(stderr,
-				        "--certcache-type: unknown type '%s'; use AMD, AzCache or "
-				        "LocalTHIM\n",
-				        optarg);
-				return -EINVAL;
-			}
-			break;
-		case OPT_CC_ENDPOINT:
-			o->cfg.certcache.endpoint = optarg;
-			break;
-		case OPT_PRINT_TOKEN:
-			o->print_token = true;
-			break;
-		case OPT_LOG_LEVEL:
-			if (log_level_from_string(optarg, &level) < 0) {
-				fprintf(stderr,
-				        "--log-level: unknown level '%s'; use error, warn, info, "
-				        "debug or trace\n",
-				        optarg);
-				return -EINVAL;
-			}
-			log_set_level(level);
-			break;
-		case 'h':
-			usage(stdout);
-			exit(EXIT_SUCCESS);
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "unexpected argument '%s'\n", argv[optind]);
-		return -EINVAL;
-	}
-	if (!o->maa_endpoint) {
-		fprintf(stderr,
-		        "--maa-endpoint is required: the attestation service host[:port]\n");
-		return -EINVAL;
-	}
-	if (o->cfg.source.kind == SNP_SOURCE_VIRTUAL && !o->cfg.source.virtual_dir) {
-		fprintf(stderr,
-		        "--attestation-source virtual needs --virtual-dir DIR (the platform "
-		        "made by 'devcloud init')\n");
-		return -EINVAL;
-	}
-	if (o->cfg.source.kind != SNP_SOURCE_VIRTUAL && o->cfg.source.virtual_dir) {
-		fprintf(stderr, "--virtual-dir is only used with --attestation-source virtual; the "
-		                "virtual platform is never chosen implicitly\n");
-		return -EINVAL;
-	}
-	return 0;
-}
+DEFINE_CLEANUP_FUNC(struct skr_attester *, skr_attester_free)
+DEFINE_CLEANUP_FUNC(struct skr_key *, skr_key_free)
 
 /* A runtime-data document that makes each token unique when the caller gives none. */
 static char *default_runtime_data(void)
@@ -192,20 +53,27 @@ static char *default_runtime_data(void)
 	return s;
 }
 
-static int cmd_attest(int argc, char **argv)
+static void print_json(json_object *obj)
 {
-	struct attest_options o = {0};
-	struct skr_error err = {0};
+	printf("%s\n", json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
+	                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+/* Configuration mistakes exit 2, everything else 1 (style.md). */
+static int exit_code_for(int r)
+{
+	return r == -EINVAL ? EXIT_USAGE : EXIT_FAILURE;
+}
+
+static int cmd_attest(struct cli_options *o)
+{
+	_cleanup_(skr_attester_freep) struct skr_attester *attester = NULL;
 	_cleanup_free_ char *runtime_default = NULL, *token = NULL, *claims = NULL;
 	_cleanup_json_ json_object *claims_obj = NULL;
-	struct skr_attester *attester = NULL;
-	const char *runtime;
+	struct skr_error err = {0};
+	const char *runtime = o->runtime_data;
 	int r;
 
-	if (parse_attest_options(argc, argv, &o) < 0)
-		return EXIT_USAGE;
-
-	runtime = o.runtime_data;
 	if (!runtime) {
 		runtime = runtime_default = default_runtime_data();
 		if (!runtime) {
@@ -213,55 +81,165 @@ static int cmd_attest(int argc, char **argv)
 			return EXIT_FAILURE;
 		}
 	}
-
-	r = skr_attester_new(&o.cfg, &attester, &err);
+	o->cfg.kek_pool_size = -1; /* no key release here: no background key generation */
+	r = skr_attester_new(&o->cfg, &attester, &err);
 	if (r < 0) {
-		fprintf(stderr, "attestation source: %s\n", skr_error_message(&err));
-		return r == -EINVAL ? EXIT_USAGE : EXIT_FAILURE;
+		fprintf(stderr, "%s\n", skr_error_message(&err));
+		return exit_code_for(r);
 	}
-
-	r = skr_attest_maa(attester, o.maa_endpoint, (const uint8_t *)runtime, strlen(runtime),
+	r = skr_attest_maa(attester, o->maa_endpoint, (const uint8_t *)runtime, strlen(runtime),
 	                   &token, &err);
 	if (r < 0) {
 		fprintf(stderr, "attest: %s\n", skr_error_message(&err));
-		goto out;
+		return exit_code_for(r);
 	}
-	r = skr_token_verify(attester, o.maa_endpoint, token, &claims, &err);
+	r = skr_token_verify(attester, o->maa_endpoint, token, &claims, &err);
+	if (r >= 0)
+		r = json_parse(claims, strlen(claims), "token claims", &claims_obj, &err);
 	if (r < 0) {
 		fprintf(stderr, "token verification: %s\n", skr_error_message(&err));
-		goto out;
+		secure_erase(token, strlen(token));
+		return EXIT_FAILURE;
 	}
-	r = json_parse(claims, strlen(claims), "token claims", &claims_obj, &err);
+	fprintf(stderr, "token verified: signature (issuer's JWKS), issuer, lifetime\n");
+	if (o->print_token)
+		printf("%s\n", token);
+	secure_erase(token, strlen(token));
+	print_json(claims_obj);
+	return EXIT_SUCCESS;
+}
+
+static const char *key_type_name(enum skr_key_type t)
+{
+	switch (t) {
+	case SKR_KEY_OCT:
+		return "oct";
+	case SKR_KEY_RSA:
+		return "RSA";
+	case SKR_KEY_EC:
+		return "EC";
+	}
+	return "unknown";
+}
+
+/* The bearer token from a file (a token on the command line would be visible to every user). */
+static int read_token_file(const char *path, struct secret **out)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	int r = read_file(path, 64 * 1024, &buf, &len);
+
+	if (r < 0) {
+		fprintf(stderr, "--access-token-file %s: %s\n", path, strerror(-r));
+		return r;
+	}
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' '))
+		len--;
+	*out = secret_new(len + 1);
+	if (*out) {
+		memcpy((*out)->data, buf, len);
+		(*out)->data[len] = '\0';
+	}
+	secure_free(buf, len);
+	return *out ? 0 : -ENOMEM;
+}
+
+static int cmd_release(struct cli_options *o)
+{
+	_cleanup_(skr_attester_freep) struct skr_attester *attester = NULL;
+	_cleanup_(skr_key_freep) struct skr_key *key = NULL;
+	_cleanup_secret_ struct secret *token = NULL, *derived = NULL;
+	_cleanup_json_ json_object *out = json_object_new_object();
+	json_object *ops;
+	struct skr_error err = {0};
+	struct skr_release_request req = {
+	        .maa_endpoint = o->maa_endpoint,
+	        .akv_endpoint = o->akv_endpoint,
+	        .kid = o->kid,
+	        .enc = o->enc,
+	};
+	char fingerprint[SKR_FINGERPRINT_STR_SIZE];
+	int r;
+
+	if (!out) {
+		fprintf(stderr, "out of memory\n");
+		return EXIT_FAILURE;
+	}
+	if (o->access_token_file) {
+		if (read_token_file(o->access_token_file, &token) < 0)
+			return EXIT_USAGE;
+		req.access_token = (const char *)token->data;
+	}
+	r = skr_attester_new(&o->cfg, &attester, &err);
 	if (r < 0) {
 		fprintf(stderr, "%s\n", skr_error_message(&err));
-		goto out;
+		return exit_code_for(r);
+	}
+	r = skr_release_key(attester, &req, &key, &err);
+	if (r < 0) {
+		fprintf(stderr, "key release: %s\n", skr_error_message(&err));
+		return EXIT_FAILURE;
 	}
 
-	fprintf(stderr, "token verified: signature (issuer's JWKS), issuer, lifetime\n");
-	if (o.print_token)
-		printf("%s\n", token);
-	printf("%s\n",
-	       json_object_to_json_string_ext(claims_obj, JSON_C_TO_STRING_PRETTY |
-	                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
-out:
-	if (token)
-		secure_erase(token, strlen(token));
-	skr_attester_free(attester);
-	return r < 0 ? EXIT_FAILURE : EXIT_SUCCESS;
+	skr_key_fingerprint(key->material->data, key->material->len, fingerprint);
+	json_object_object_add(out, "kid", key->kid ? json_object_new_string(key->kid) : NULL);
+	json_object_object_add(out, "kty", json_object_new_string(key_type_name(key->type)));
+	ops = json_object_new_array();
+	for (size_t i = 0; ops && i < key->n_key_ops; i++)
+		json_object_array_add(ops, json_object_new_string(key->key_ops[i]));
+	json_object_object_add(out, "key_ops", ops);
+	json_object_object_add(out, "fingerprint", json_object_new_string(fingerprint));
+	if (o->derive) {
+		r = skr_key_derive(key, o->kdf_salt, o->kdf_label, &derived, &err);
+		if (r < 0) {
+			fprintf(stderr, "key derivation: %s\n", skr_error_message(&err));
+			return exit_code_for(r);
+		}
+		skr_key_fingerprint(derived->data, derived->len, fingerprint);
+		json_object_object_add(out, "derived_key_fingerprint",
+		                       json_object_new_string(fingerprint));
+	}
+	print_json(out);
+	return EXIT_SUCCESS;
+}
+
+/* The daemon: configuration errors are one line and exit 2, before anything starts. */
+static int run_daemon(int argc, char **argv)
+{
+	struct sidecar_config cfg;
+	struct skr_error err = {0};
+	int r;
+
+	r = sidecar_config_load(argc, argv, &cfg, &err);
+	if (r != 0) {
+		if (r > 0)
+			return EXIT_SUCCESS; /* --help or --print-config */
+		fprintf(stderr, "confidential-sidecar: %s\n", skr_error_message(&err));
+		return EXIT_USAGE;
+	}
+	r = sidecar_daemon_run(&cfg);
+	sidecar_config_clear(&cfg);
+	return r;
 }
 
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "attest") == 0)
-		return cmd_attest(argc - 1, argv + 1);
+	struct cli_options o;
+	enum cli_command command;
+	int r;
+
 	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
 		printf("confidential-sidecar %s\n", PROJECT_VERSION);
 		return EXIT_SUCCESS;
 	}
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
-		usage(stdout);
-		return EXIT_SUCCESS;
-	}
-	usage(stderr);
-	return EXIT_USAGE;
+	if (argc >= 2 && strcmp(argv[1], "attest") == 0)
+		command = CLI_ATTEST;
+	else if (argc >= 2 && strcmp(argv[1], "release") == 0)
+		command = CLI_RELEASE;
+	else
+		return run_daemon(argc, argv);
+	r = cli_parse(command, argc - 1, argv + 1, &o);
+	if (r != 0)
+		return r > 0 ? EXIT_SUCCESS : EXIT_USAGE;
+	return command == CLI_ATTEST ? cmd_attest(&o) : cmd_release(&o);
 }

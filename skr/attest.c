@@ -6,11 +6,14 @@
  *
  * Thread safety: one attester may be used from several threads. The report source and the
  * certificate fetcher (device file descriptors, an on-disk cache) are used under a->lock, one
- * call at a time; the cached key set of the token issuer is guarded by a->jwks_lock (held while
- * it is refreshed, so concurrent verifications fetch it once); the HTTP client is thread-safe
- * by itself (http.c lends each request its own curl handle) and MAA calls run in parallel; the
- * security context and THIM data are read-only after skr_attester_new(). The two locks are
- * never nested, so there is no lock order to respect.
+ * call at a time; token issuers' key sets are cached by the token verifier (token_verifier.c,
+ * its own lock); the HTTP client is thread-safe by itself (http.c lends each request its own
+ * curl handle) and MAA calls run in parallel; the identity and the KEK pool lock internally;
+ * the vault trust store is built once under a->trust_lock; the security context and THIM data
+ * are read-only after skr_attester_new(). No two of these locks are ever nested.
+ *
+ * The attester also owns what secure key release (release.c) needs: the bearer-token identity
+ * and the pool of wrapping keys. Its state is in attest_internal.h for that reason.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -23,46 +26,25 @@
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
+#include "attest_internal.h"
 #include "b64.h"
 #include "cleanup.h"
 #include "http.h"
-#include "jwt.h"
+#include "kek_pool.h"
 #include "log.h"
 #include "maa.h"
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "token_verifier.h"
 
 #define ATTEST_DEFAULT_USER_AGENT "ConfidentialSkrContainer"
 #define ATTEST_DEFAULT_TIMEOUT_MS 30000
 #define ATTEST_DEFAULT_ATTEMPTS 3
 /* host-amd-cert-base64 is a THIM JSON of ~6 KiB; anything near this cap is not one. */
 #define ATTEST_MAX_THIM_B64 (256u * 1024)
-/*
- * An issuer's key set is reused for this long; a token whose kid is unknown forces an earlier
- * refresh (MAA rotates signing keys by publishing the new one first), at most once a minute.
- */
-#define ATTEST_JWKS_TTL_SEC 600
-#define ATTEST_JWKS_MIN_REFRESH_SEC 60
-
-struct skr_attester {
-	pthread_mutex_t lock; /* source, fetcher */
-	struct snp_source *source;
-	struct snp_cert_fetcher *fetcher; /* NULL when certcache.type is NONE */
-
-	struct http_client *http; /* thread-safe */
-
-	pthread_mutex_t jwks_lock; /* the cached key set of the last issuer */
-	char *jwks_issuer;         /* issuer whose key set is cached */
-	char *jwks;
-	size_t jwks_len;
-	time_t jwks_fetched;
-
-	/* Read-only after creation. */
-	struct snp_security_context sc;
-	bool have_thim;
-	struct snp_thim thim;
-};
+/* Wrapping keys kept ready for releases when the configuration says 0 (the default). */
+#define ATTEST_DEFAULT_KEK_POOL 2
 
 DEFINE_CLEANUP_FUNC(struct snp_cert_chain *, snp_cert_chain_free)
 DEFINE_CLEANUP_FUNC(struct skr_attester *, skr_attester_free)
@@ -106,6 +88,38 @@ static int load_thim(struct skr_attester *a, struct skr_error *err)
 	return 0;
 }
 
+/*
+ * What releases need: the identity for vault bearer tokens (the attester's CA bundle unless the
+ * identity names its own) and the pool of wrapping keys (0 → default, negative → none).
+ */
+static int attester_release_setup(struct skr_attester *a, const struct skr_attest_config *cfg,
+                                  struct skr_error *err)
+{
+	struct skr_identity_config ic = cfg->identity;
+	size_t pool;
+	int r;
+
+	if (!ic.ca_bundle)
+		ic.ca_bundle = cfg->ca_bundle;
+	r = skr_identity_new(&ic, &a->identity, err);
+	if (r < 0)
+		return skr_error_prefix(err, "attester: ");
+	if (cfg->kek_pool_size < 0)
+		pool = 0;
+	else if (cfg->kek_pool_size == 0)
+		pool = ATTEST_DEFAULT_KEK_POOL;
+	else
+		pool = (size_t)cfg->kek_pool_size;
+	if (pool > KEK_POOL_MAX_TARGET)
+		return skr_error_set(err, -EINVAL,
+		                     "attester: kek_pool_size %zu exceeds the maximum of %d", pool,
+		                     KEK_POOL_MAX_TARGET);
+	r = kek_pool_new(pool, &a->kek_pool, err);
+	if (r < 0)
+		return skr_error_prefix(err, "attester: wrapping key pool: ");
+	return 0;
+}
+
 int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **out,
                      struct skr_error *err)
 {
@@ -120,7 +134,7 @@ int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **
 	if (!a)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	pthread_mutex_init(&a->lock, NULL);
-	pthread_mutex_init(&a->jwks_lock, NULL);
+	pthread_mutex_init(&a->trust_lock, NULL);
 
 	/* The source first: outside a TEE this is where a misconfigured start must stop. */
 	r = snp_source_open(&cfg->source, &a->source, err);
@@ -135,6 +149,14 @@ int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **
 	r = http_client_new(&hc, &a->http, err);
 	if (r < 0)
 		return skr_error_prefix(err, "attester: HTTP client: ");
+	r = token_verifier_new_with_http(a->http, &a->verifier, err);
+	if (r < 0)
+		return skr_error_prefix(err, "attester: ");
+	if (cfg->ca_bundle && *cfg->ca_bundle) {
+		a->ca_bundle = strdup(cfg->ca_bundle);
+		if (!a->ca_bundle)
+			return skr_error_set(err, -ENOMEM, "out of memory");
+	}
 
 	/*
 	 * Outside ACI there is no security context: discovery then finds nothing, which is not
@@ -157,6 +179,9 @@ int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **
 		if (r < 0)
 			return skr_error_prefix(err, "attester: certificate cache: ");
 	}
+	r = attester_release_setup(a, cfg, err);
+	if (r < 0)
+		return r;
 	log_info("attester: source %s, certificate cache %s, security context %s",
 	         snp_source_kind_name(snp_source_kind_of(a->source)),
 	         a->fetcher ? "configured" : "none", a->sc.dir ? a->sc.dir : "none");
@@ -168,16 +193,51 @@ void skr_attester_free(struct skr_attester *a)
 {
 	if (!a)
 		return;
+	/* The pool's thread first: it must not outlive anything (it only uses its own state). */
+	kek_pool_free(a->kek_pool);
+	skr_identity_free(a->identity);
 	snp_cert_fetcher_free(a->fetcher);
 	snp_source_free(a->source);
+	/* The verifier borrows the HTTP client. */
+	skr_token_verifier_free(a->verifier);
 	http_client_free(a->http);
+	X509_STORE_free(a->vault_trust);
+	free(a->ca_bundle);
 	snp_security_context_clear(&a->sc);
 	snp_thim_clear(&a->thim);
-	free(a->jwks_issuer);
-	free(a->jwks);
 	pthread_mutex_destroy(&a->lock);
-	pthread_mutex_destroy(&a->jwks_lock);
+	pthread_mutex_destroy(&a->trust_lock);
 	free(a);
+}
+
+int attester_vault_trust(struct skr_attester *a, X509_STORE **out, struct skr_error *err)
+{
+	X509_STORE *st;
+	int r = 0;
+
+	pthread_mutex_lock(&a->trust_lock);
+	if (a->vault_trust)
+		goto out;
+	st = X509_STORE_new();
+	if (!st) {
+		r = skr_error_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
+	if (a->ca_bundle ? X509_STORE_load_file(st, a->ca_bundle) != 1
+	                 : X509_STORE_set_default_paths(st) != 1) {
+		X509_STORE_free(st);
+		if (a->ca_bundle)
+			r = ossl_error_set(err, -EINVAL, "cannot load the CA bundle");
+		else
+			r = ossl_error_set(err, -EINVAL,
+			                   "cannot load the system's CA certificates");
+		goto out;
+	}
+	a->vault_trust = st;
+out:
+	*out = a->vault_trust;
+	pthread_mutex_unlock(&a->trust_lock);
+	return r;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -580,71 +640,10 @@ int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8
 	return maa_attest(a->http, maa_endpoint, body, token, err);
 }
 
-/* The issuer's key set, from the cache unless stale or unless @force; called under jwks_lock. */
-static int jwks_get(struct skr_attester *a, const char *issuer, bool force, time_t now,
-                    struct skr_error *err)
-{
-	_cleanup_free_ char *jwks = NULL, *iss = NULL;
-	size_t jwks_len;
-	int r;
-
-	if (!force && a->jwks && strcmp(a->jwks_issuer, issuer) == 0 &&
-	    now - a->jwks_fetched < ATTEST_JWKS_TTL_SEC)
-		return 0;
-	r = jwks_fetch(a->http, issuer, &jwks, &jwks_len, err);
-	if (r < 0)
-		return r;
-	iss = strdup(issuer);
-	if (!iss)
-		return skr_error_set(err, -ENOMEM, "out of memory");
-	free(a->jwks);
-	free(a->jwks_issuer);
-	a->jwks = TAKE_PTR(jwks);
-	a->jwks_len = jwks_len;
-	a->jwks_issuer = TAKE_PTR(iss);
-	a->jwks_fetched = now;
-	log_debug("attester: fetched the signing keys of %s", issuer);
-	return 0;
-}
-
-static int issuer_key(struct skr_attester *a, const char *issuer, const char *kid, EVP_PKEY **key,
-                      struct skr_error *err)
-{
-	time_t now = time(NULL);
-	bool fresh;
-	int r;
-
-	pthread_mutex_lock(&a->jwks_lock);
-	fresh = !(a->jwks && strcmp(a->jwks_issuer, issuer) == 0 &&
-	          now - a->jwks_fetched < ATTEST_JWKS_TTL_SEC);
-	r = jwks_get(a, issuer, false, now, err);
-	if (r == 0) {
-		struct skr_error kerr = {0};
-
-		r = jwks_find_key(a->jwks, a->jwks_len, kid, key, &kerr);
-		/* A key we have not seen: the issuer may have rotated since the last fetch. */
-		if (r == -ENOENT && !fresh &&
-		    now - a->jwks_fetched >= ATTEST_JWKS_MIN_REFRESH_SEC) {
-			r = jwks_get(a, issuer, true, now, err);
-			if (r == 0) {
-				skr_error_clear(&kerr);
-				r = jwks_find_key(a->jwks, a->jwks_len, kid, key, &kerr);
-			}
-		}
-		if (r < 0)
-			skr_error_set(err, r, "%s (issuer %s)", kerr.msg, issuer);
-	}
-	pthread_mutex_unlock(&a->jwks_lock);
-	return r;
-}
-
 int skr_token_verify(struct skr_attester *a, const char *maa_endpoint, const char *token,
                      char **claims_json, struct skr_error *err)
 {
-	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
 	_cleanup_free_ char *issuer = NULL;
-	struct jwt j = {0};
-	const char *kid;
 	int r;
 
 	*claims_json = NULL;
@@ -653,36 +652,8 @@ int skr_token_verify(struct skr_attester *a, const char *maa_endpoint, const cha
 		return r;
 	if (!token)
 		return skr_error_set(err, -EINVAL, "MAA token is missing");
-	r = jwt_parse(token, strlen(token), &j, err);
+	r = token_verifier_verify(a->verifier, issuer, token, claims_json, err);
 	if (r < 0)
 		return skr_error_prefix(err, "MAA token: ");
-	/* Refuse "none"/HS256 before fetching anything on the token's behalf. */
-	r = jwt_check_alg_rs256(&j, err);
-	if (r < 0)
-		goto out;
-	kid = jwt_header_string(&j, "kid");
-	if (!kid) {
-		r = skr_error_set(err, -EINVAL, "MAA token header has no \"kid\"");
-		goto out;
-	}
-	r = issuer_key(a, issuer, kid, &key, err);
-	if (r < 0)
-		goto out;
-	r = jwt_verify_rs256(&j, token, key, err);
-	if (r < 0)
-		goto out;
-	r = jwt_check_time(&j, time(NULL), JWT_CLOCK_SKEW_SEC, true, err);
-	if (r < 0)
-		goto out;
-	r = jwt_check_issuer(&j, issuer, err);
-	if (r < 0)
-		goto out;
-	*claims_json = strndup(j.payload_json, j.payload_len);
-	if (!*claims_json)
-		r = skr_error_set(err, -ENOMEM, "out of memory");
-out:
-	jwt_clear(&j);
-	if (r < 0)
-		skr_error_prefix(err, "MAA token: ");
-	return r;
+	return 0;
 }

@@ -27,8 +27,8 @@
 
 #include <curl/curl.h>
 
+#include "bytes.h"
 #include "cleanup.h"
-#include "config.h"
 #include "log.h"
 #include "secret.h"
 
@@ -286,14 +286,6 @@ static long retry_after_ms(const char *v, long cap)
 	return (long)(secs * 1000);
 }
 
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 /* backoff_ms doubled for each attempt already made, saturating at the Retry-After cap. */
 static long backoff_delay(const struct http_client *c, int attempt)
 {
@@ -389,6 +381,18 @@ static bool method_sends_body(const char *method)
 	       strcmp(method, "PATCH") == 0;
 }
 
+/*
+ * curl_slist_append copies each line, an "Authorization: Bearer ..." one included: erase the
+ * copies before they go back to the heap.
+ */
+static void headers_free(struct curl_slist *list)
+{
+	for (struct curl_slist *n = list; n; n = n->next)
+		if (n->data)
+			secure_erase(n->data, strlen(n->data));
+	curl_slist_free_all(list);
+}
+
 static int build_headers(const char *const *headers, bool with_body, struct curl_slist **out)
 {
 	struct curl_slist *list = NULL, *n;
@@ -415,7 +419,7 @@ static int build_headers(const char *const *headers, bool with_body, struct curl
 	*out = n;
 	return 0;
 oom:
-	curl_slist_free_all(list);
+	headers_free(list);
 	return -ENOMEM;
 }
 
@@ -526,6 +530,15 @@ int http_request(struct http_client *c, const char *method, const char *url,
 		return skr_error_set(err, -EINVAL,
 		                     "%s %s: a request header is not one 'Name: value' line",
 		                     method, safe_url);
+	/*
+	 * A credential never crosses the network in clear: plain HTTP is for IMDS-style link-local
+	 * endpoints that need no Authorization header (the IMDS token request itself has none).
+	 */
+	if (has_header(headers, "Authorization") && strncasecmp(url, "http://", 7) == 0)
+		return skr_error_set(err, -EPERM,
+		                     "%s %s: refusing to send an Authorization header over plain "
+		                     "http://; use an https:// endpoint",
+		                     method, safe_url);
 	with_body = body != NULL || method_sends_body(method);
 	a.max = max_body ? max_body : HTTP_DEFAULT_MAX_BODY;
 	if (build_headers(headers, with_body, &hdrs) < 0)
@@ -607,13 +620,13 @@ int http_request(struct http_client *c, const char *method, const char *url,
 			goto out;
 		}
 	}
-	/* The caller frees with free(); a.cap bytes were allocated, a.len + 1 are meaningful. */
+	/* Released with http_response_clear(), which erases the a.len + 1 meaningful bytes. */
 	resp->body = TAKE_PTR(a.body);
 	resp->body_len = a.len;
 	r = 0;
 out:
 	attempt_clear(&a);
-	curl_slist_free_all(hdrs);
+	headers_free(hdrs);
 	return r;
 }
 

@@ -23,6 +23,11 @@ struct http_client_config {
 	const char *user_agent;  /* NULL = "confidential-sidecar/<version>" */
 };
 
+/*
+ * Release a response only with http_response_clear(): bodies carry tokens and released keys,
+ * and it erases the body before freeing it. Taking the body out (TAKE_PTR) is for bodies known
+ * to hold nothing secret (public certificates).
+ */
 struct http_response {
 	long status;
 	char *body; /* NUL-terminated, malloc'ed */
@@ -46,6 +51,8 @@ void http_client_free(struct http_client *c);
  * Errors name the method and the URL with its query string removed (SAS signatures never reach
  * a message); headers and bodies are never logged. A body with no Content-Type header is sent
  * without one. resp->body is always NUL-terminated (empty string when there is no body).
+ * A request carrying an Authorization header to a plain http:// URL is refused (-EPERM) before
+ * anything is sent; header copies made for libcurl are erased after the request.
  */
 int http_request(struct http_client *c, const char *method, const char *url,
                  const char *const *headers, const void *body, size_t body_len, size_t max_body,

@@ -106,8 +106,11 @@ struct snp_report {
 
 /*
  * Parse a raw report. Refuses: a length other than SNP_REPORT_SIZE, VERSION outside 2..5,
- * non-zero MBZ bits of KEY_INFO, POLICY bit 17 clear. Reserved areas are not checked here
- * (they are covered by the signature).
+ * non-zero MBZ bits of KEY_INFO, POLICY bit 17 clear. Not checked: reserved areas and POLICY
+ * bits 63:26 (MBZ in §1.3, but newer firmware may define them, and a guest launched with a bit
+ * the firmware does not know fails at launch, not here). Reserved bytes inside 0x000..0x29F are
+ * covered by the signature; the reserved rest of the signature area (0x330..0x49F, after the
+ * R and S fields) is not signed at all, so nothing may ever be read from it.
  */
 int snp_report_parse(const uint8_t *buf, size_t len, struct snp_report *out, struct skr_error *err);
 
@@ -160,7 +163,10 @@ struct snp_cert_table {
 	struct snp_cert_table_entry entries[SNP_CERT_TABLE_MAX];
 };
 
-/* Parse; refuses entries pointing outside @len, overlapping the table, or a missing terminator. */
+/*
+ * Parse; refuses (-EPROTO: the host's table is malformed) entries pointing outside @len,
+ * overlapping the table, or a missing terminator.
+ */
 int snp_cert_table_parse(const uint8_t *buf, size_t len, struct snp_cert_table *out,
                          struct skr_error *err);
 /* Serialize to a malloc'ed buffer padded to a multiple of 4096 (the EXT_REPORT size rule). */
@@ -177,7 +183,11 @@ void snp_cert_table_clear(struct snp_cert_table *t);
  * Report verification (§3.2, §3.3)
  * ========================================================================================== */
 
-/* The AMD root keys (ARKs) a verifier accepts, plus known intermediates (ASK/ASVK). */
+/*
+ * The AMD root keys (ARKs) a verifier accepts, plus known intermediates (ASK/ASVK).
+ * Threads: fill it first; a filled store is only read, so any number of threads may then share
+ * it in concurrent snp_report_verify() calls (no adding meanwhile).
+ */
 struct snp_trust_store;
 
 int snp_trust_store_new(struct snp_trust_store **out, struct skr_error *err);
@@ -304,6 +314,7 @@ struct snp_source_config {
 	uint32_t vmpl;           /* VMPL to request, default 0 (ACI UVMs run at VMPL0) */
 };
 
+/* Not thread-safe: one snp_source_get_report() at a time per source (the attester locks). */
 struct snp_source;
 
 /*
@@ -346,6 +357,19 @@ struct snp_certcache_config {
 	        *cache_dir; /* on-disk cache of fetched certificates by chip and TCB; NULL = none */
 	const char *ca_bundle; /* PEM CA bundle for HTTPS; NULL = system store */
 	long timeout_ms;       /* per fetch; default 10000 */
+	/*
+	 * The product line of this machine for KDS URLs and cache names when the report cannot
+	 * tell (VERSION 2 has no CPUID: Milan and Genoa look alike). UNKNOWN = from the report;
+	 * a VERSION 2 report then counts as Milan, and a KDS 404 is retried once as Genoa.
+	 */
+	enum snp_product product;
+	/*
+	 * ARKs a fetched chain must verify up to before it is written to cache_dir (and again
+	 * when read back; an entry that fails is deleted). NULL = AMD's published Milan, Genoa
+	 * and Turin ARKs, built in. Borrowed: must outlive the fetcher. A chain that does not
+	 * verify is still returned (the report's verifier refuses it), just never cached.
+	 */
+	const struct snp_trust_store *trust;
 };
 
 /* "AMD", "AzCache", "LocalTHIM" (case-insensitive), "" → NONE */
@@ -376,12 +400,24 @@ int snp_security_context_load(const char *dir, struct snp_security_context *out,
                               struct skr_error *err);
 void snp_security_context_clear(struct snp_security_context *sc);
 
-/* Fetcher of VCEK/VLEK chains with an on-disk cache (AMD KDS rate-limits). */
+/*
+ * Fetcher of VCEK/VLEK chains with an on-disk cache (AMD KDS rate-limits). Not thread-safe: one
+ * snp_cert_fetcher_get() at a time per fetcher (the attester serializes its calls).
+ */
 struct snp_cert_fetcher;
 
+/*
+ * Refuses (-EPERM) a cache_dir that another user owns or that group or others may write to:
+ * whoever can write there chooses the certificates served from it.
+ */
 int snp_cert_fetcher_new(const struct snp_certcache_config *cfg, struct snp_cert_fetcher **out,
                          struct skr_error *err);
-/* Fetch the chain for @report's chip and REPORTED_TCB (product from the report). */
+/*
+ * Fetch the chain for @report's chip and REPORTED_TCB (product from the report or the
+ * configuration). Errors: -ENOENT the service has no certificate for it (HTTP 404), -EACCES
+ * refused (401/403), -EAGAIN rate-limited or unavailable after retries (408/429/5xx), -EPROTO
+ * any other status or an answer that is not a certificate chain, transport errors of http.h.
+ */
 int snp_cert_fetcher_get(struct snp_cert_fetcher *f, const struct snp_report *report,
                          struct snp_cert_chain **out, struct skr_error *err);
 void snp_cert_fetcher_free(struct snp_cert_fetcher *f);
@@ -390,6 +426,14 @@ void snp_cert_fetcher_free(struct snp_cert_fetcher *f);
 int snp_kds_vcek_url(const char *base, const struct snp_report *report, enum snp_product product,
                      char **out, struct skr_error *err);
 
+/* Azure identity for bearer tokens (see skr_identity_new() below). */
+struct skr_identity_config {
+	const char *client_id;     /* user-assigned managed identity (identity.client_id) */
+	const char *imds_endpoint; /* NULL = "http://169.254.169.254" (override: tests, proxies) */
+	const char *ca_bundle;     /* for the Entra token endpoint (HTTPS); NULL = system store */
+	long timeout_ms;           /* per request, default 7000 */
+};
+
 /* ============================================================================================
  * Attester: report + certificates + MAA token (§4), with the TCB-match-then-refresh logic
  * ========================================================================================== */
@@ -397,11 +441,14 @@ int snp_kds_vcek_url(const char *base, const struct snp_report *report, enum snp
 struct skr_attest_config {
 	struct snp_source_config source;
 	struct snp_certcache_config certcache;
-	const char *security_context_dir; /* NULL = discover */
-	const char *ca_bundle;            /* PEM bundle for every HTTPS call; NULL = system */
-	const char *user_agent;           /* MAA User-Agent; NULL = "ConfidentialSkrContainer" */
-	long timeout_ms;                  /* per HTTP request, default 30000 */
-	int max_attempts;                 /* HTTP attempts on retryable failures, default 3 */
+	const char *security_context_dir;    /* NULL = discover */
+	const char *ca_bundle;               /* PEM bundle for every HTTPS call; NULL = system */
+	const char *user_agent;              /* MAA User-Agent; NULL = "ConfidentialSkrContainer" */
+	long timeout_ms;                     /* per HTTP request, default 30000 */
+	int max_attempts;                    /* HTTP attempts on retryable failures, default 3 */
+	struct skr_identity_config identity; /* vault bearer tokens (skr_release_key) */
+	int kek_pool_size; /* wrapping keys generated ahead in a background thread: 0 = default
+	                    * (2), negative = none (generate on the request path) */
 };
 
 /* Evidence for one runtime-data binding: what /attest/combined returns (§7.2). */
@@ -481,3 +528,225 @@ int maa_request_build(const uint8_t *report, size_t report_len, const char *cert
 /* Parse a body (padded or unpadded b64url; nonce number or string; Endorsements optional). */
 int maa_request_parse(const char *body, size_t len, struct maa_request *out, struct skr_error *err);
 void maa_request_clear(struct maa_request *r);
+
+/* ============================================================================================
+ * Token verification without an attester (the key vault side, tools)
+ * ========================================================================================== */
+
+/* Verifies RS256 tokens against issuers' published keys; caches each issuer's JWKS. Thread-safe. */
+struct skr_token_verifier;
+
+int skr_token_verifier_new(const char *ca_bundle, struct skr_token_verifier **out,
+                           struct skr_error *err);
+/*
+ * Verify @token issued by @issuer_url ("https://host[:port]"): iss == @issuer_url (trailing '/'
+ * tolerated), signature with the key of the issuer's JWKS (openid-configuration → jwks_uri on
+ * the same origin → kid → x5c[0]), exp/nbf with 5 min skew. *claims_json (malloc'ed) is the
+ * payload. Expired → -ESTALE, wrong issuer → -EACCES, bad signature → -EBADMSG.
+ */
+int skr_token_verifier_verify(struct skr_token_verifier *v, const char *issuer_url,
+                              const char *token, char **claims_json, struct skr_error *err);
+void skr_token_verifier_free(struct skr_token_verifier *v);
+
+/* The "iss" of a token without verifying anything (to pick the policy authority); malloc'ed. */
+int skr_token_peek_issuer(const char *token, char **issuer, struct skr_error *err);
+
+/* ============================================================================================
+ * Release policies (§5.4): parse, evaluate with an explanation, build from importkey claims
+ * ========================================================================================== */
+
+struct skr_policy;
+
+/*
+ * Versions "1.0.0" and "0.2" (and absent); anyOf/allOf groups nested up to 12 levels, at most
+ * 4096 authorities and conditions; every operator of §5.4. Errors name the JSON path
+ * ("release policy: anyOf[0].allOf[2]: unknown operator 'equal' ..."). Semantics: skr/policy.c.
+ */
+int skr_policy_parse(const char *json, size_t len, struct skr_policy **out, struct skr_error *err);
+void skr_policy_free(struct skr_policy *p);
+
+/*
+ * Evaluate @p against a token's claims (@claims_json, a JSON object) from issuer @issuer.
+ * 0 = allowed. -EACCES = denied: err->msg names the first failed condition of the authority
+ * that came closest ("claim x-ms-sevsnpvm-hostdata is 'ab…' but the policy requires equals
+ * 'cd…'"), and *explanation (may be NULL; malloc'ed, one line per condition) lists, claim by
+ * claim, every condition of that authority with the token's value, the required value and
+ * met/NOT met. Comparison is Key Vault's loose one: booleans and numbers match their string
+ * forms ("false", "0"). -EINVAL for claims that are not a JSON object. *explanation is NULL
+ * unless -EACCES. A parsed policy is read-only here: threads may evaluate one concurrently.
+ */
+int skr_policy_evaluate(const struct skr_policy *p, const char *issuer, const char *claims_json,
+                        size_t claims_len, char **explanation, struct skr_error *err);
+
+/*
+ * The release policy importkey builds (§7.4, §5.4): version 1.0.0, one anyOf entry per inner
+ * array of @claims_json (an array of arrays of {"claim": name, <operator>: value}), each with
+ * authority "https://" + @maa_endpoint (host[:port], or an https:// URL kept as given without
+ * its trailing '/') and allOf its conditions. Any operator is accepted, not only equals; values
+ * are copied as written. Validated with skr_policy_parse()'s rules, errors naming claims[i][j].
+ * *policy_json malloc'ed.
+ */
+int skr_policy_build(const char *maa_endpoint, const char *claims_json, size_t claims_len,
+                     char **policy_json, struct skr_error *err);
+
+/* ============================================================================================
+ * Key wrapping for release (§5.3): CKM_RSA_AES_KEY_WRAP family
+ * ========================================================================================== */
+
+enum skr_wrap_alg {
+	SKR_WRAP_RSA_AES = 0, /* "CKM_RSA_AES_KEY_WRAP": RSA-OAEP SHA-1 + AES-KWP (default) */
+	SKR_WRAP_RSA_AES_256, /* "RSA_AES_KEY_WRAP_256": RSA-OAEP SHA-256 */
+	SKR_WRAP_RSA_AES_384, /* "RSA_AES_KEY_WRAP_384": RSA-OAEP SHA-384 */
+};
+
+/* Exact names only (case matters); NULL/"" → default; anything else -EINVAL. */
+int skr_wrap_alg_from_string(const char *s, enum skr_wrap_alg *out);
+const char *skr_wrap_alg_name(enum skr_wrap_alg alg); /* NULL for a value outside the enum */
+
+/*
+ * Wrap @key for the holder of the RSA key given as a public JWK (kty RSA, n, e; any modulus
+ * size ≥ 2048): RSA-OAEP(@alg's hash, MGF1 same hash, empty label) of a fresh AES-256 key ‖
+ * RFC 5649 AES key wrap with padding of @key. *out malloc'ed.
+ */
+int skr_key_wrap(const char *kek_jwk_json, size_t kek_jwk_len, enum skr_wrap_alg alg,
+                 const uint8_t *key, size_t key_len, uint8_t **out, size_t *out_len,
+                 struct skr_error *err);
+
+/* ============================================================================================
+ * Released keys (§5.2, §7.2, §7.6)
+ * ========================================================================================== */
+
+enum skr_key_type {
+	SKR_KEY_OCT = 1, /* symmetric: material = raw bytes */
+	SKR_KEY_RSA,     /* material = PKCS#8 DER private key */
+	SKR_KEY_EC,      /* material = PKCS#8 DER private key */
+};
+
+#define SKR_KEY_OPS_MAX 16
+
+struct secret;
+
+struct skr_key {
+	enum skr_key_type type;
+	char *kid; /* the vault's key id (https://vault/keys/name/version), or NULL */
+	char *key_ops[SKR_KEY_OPS_MAX];
+	size_t n_key_ops;
+	struct secret *material; /* locked memory, erased on free */
+};
+
+void skr_key_free(struct skr_key *k);
+
+/*
+ * The key as the JWK text the Go sidecar's /key/release returns inside {"key": "..."}: oct →
+ * {"k","key_ops","kty":"oct"}, RSA → private JWK {"d","dp","dq","e","key_ops","kty":"RSA","n",
+ * "p","q","qi"}, EC → {"crv","d","key_ops","kty":"EC","x","y"} (key_ops omitted when empty).
+ * *json lives in locked memory.
+ */
+int skr_key_to_jwk(const struct skr_key *k, struct secret **json, struct skr_error *err);
+
+#define SKR_DERIVED_KEY_SIZE 32
+#define SKR_DEFAULT_KDF_LABEL "Symmetric Encryption Key"
+
+/*
+ * The 32-byte LUKS key of a released key (§7.3, §7.6): oct keys must be exactly 32 bytes and
+ * are used as they are; RSA keys → HKDF-SHA256(IKM = D big-endian without leading zeros,
+ * salt = hex @salt_hex (NULL/"" = RFC 5869 default), info = @label (NULL/"" = default label,
+ * as the Go sidecar treats an absent key_derivation.label)). Other types are refused.
+ */
+int skr_key_derive(const struct skr_key *k, const char *salt_hex, const char *label,
+                   struct secret **out, struct skr_error *err);
+
+/* The same HKDF for an RSA private key in PKCS#8 DER or PEM (importkey -out). */
+int skr_rsa_derive_key(const uint8_t *pkcs8, size_t len, const char *salt_hex, const char *label,
+                       struct secret **out, struct skr_error *err);
+
+/*
+ * A fingerprint that identifies a key without revealing it: "sha256:" + 32 hex digits of
+ * SHA-256("confidential-sidecar key fingerprint v1" ‖ 0x00 ‖ key). importkey prints it for the
+ * key it imports and for the derived LUKS key; the sidecar logs it for the key it released.
+ */
+#define SKR_FINGERPRINT_STR_SIZE (7 + 32 + 1)
+void skr_key_fingerprint(const uint8_t *key, size_t len, char out[SKR_FINGERPRINT_STR_SIZE]);
+
+/* ============================================================================================
+ * Azure identity tokens (§6.1 IMDS managed identity, §6.2 workload identity)
+ * ========================================================================================== */
+
+/* Token source with a cache (a token is reused until 5 minutes before it expires). */
+struct skr_identity;
+
+int skr_identity_new(const struct skr_identity_config *cfg, struct skr_identity **out,
+                     struct skr_error *err);
+/*
+ * A bearer token for @resource ("https://vault.azure.net", "https://managedhsm.azure.net", a
+ * storage account URL): workload identity when AZURE_CLIENT_ID, AZURE_TENANT_ID and
+ * AZURE_FEDERATED_TOKEN_FILE are set (AZURE_AUTHORITY_HOST honoured, default
+ * https://login.microsoftonline.com/; the assertion file is re-read per request), else IMDS
+ * managed identity. *token in locked memory: the token text, NUL-terminated (len excludes the
+ * NUL). Errors: -EACCES when the token service refuses (its OAuth error carried in the
+ * message), -EIO for 429/5xx after the retries, -EPROTO for a malformed answer.
+ */
+int skr_identity_get_token(struct skr_identity *id, const char *resource, struct secret **token,
+                           struct skr_error *err);
+void skr_identity_free(struct skr_identity *id);
+
+/* The token audience for a vault endpoint: managedhsm → https://managedhsm.azure.net, else
+ * https://vault.azure.net (§5). Static string. */
+const char *skr_akv_resource_for(const char *akv_endpoint);
+
+/* ============================================================================================
+ * Key Vault / Managed HSM client (§5.1, §5.2)
+ * ========================================================================================== */
+
+struct skr_akv_import {
+	const char *endpoint; /* vault host[:port] or https:// URL */
+	const char *
+	        api_version; /* "7.4" or "api-version=7.4" (the Go config's spelling); NULL = 7.4 */
+	const char *name;    /* key name */
+	const char *jwk_json; /* the key to import as a JWK (secret: oct k / RSA d …) */
+	size_t jwk_len;
+	bool hsm;                /* "hsm": true (oct-HSM / RSA-HSM / EC-HSM) */
+	const char *policy_json; /* release policy (becomes release_policy.data, b64url) */
+	bool immutable;
+	bool exportable; /* must be true for secure key release */
+	const char *bearer_token;
+	const char *ca_bundle;
+	long timeout_ms;
+};
+
+/* PUT /keys/{name}; *key_id (malloc'ed) is the new version's kid URL. */
+int skr_akv_import_key(const struct skr_akv_import *imp, char **key_id, struct skr_error *err);
+
+/* GET /keys/{name}[/{version}] and return its decoded release policy JSON (malloc'ed). */
+int skr_akv_get_release_policy(const char *endpoint, const char *api_version, const char *kid,
+                               const char *bearer_token, const char *ca_bundle, char **policy_json,
+                               struct skr_error *err);
+
+/* ============================================================================================
+ * Secure key release (§7.5): attest with a fresh wrapping key, release, verify, unwrap
+ * ========================================================================================== */
+
+struct skr_release_request {
+	const char *maa_endpoint; /* host[:port] or https URL */
+	const char *akv_endpoint; /* host[:port] or https URL */
+	const char *kid;          /* key name, or name/version */
+	const char *access_token; /* bearer token for the vault; NULL = from the identity */
+	const char *enc;          /* NULL = CKM_RSA_AES_KEY_WRAP */
+	const char *api_version;  /* NULL = 7.4 */
+};
+
+/*
+ * The release sequence: a fresh RSA-2048 wrapping key (taken from the attester's background
+ * pool, never reused), runtime data {"keys":[its public JWK with the RFC 7638 thumbprint as
+ * kid]}, MAA token, bearer token, POST /keys/{kid}/release, JWS signature and x5c chain checked
+ * against the attester's CA bundle (or system store) for the vault's host name, key_hsm
+ * unwrapped, the wrapping key erased. On a 403 the key's release policy is fetched and
+ * evaluated against the token's claims, and err->msg says which condition failed.
+ * Errors name the step: "attest", "identity", "release", "release response", "unwrap".
+ * Codes: vault HTTP 400 -EINVAL, 401/403 -EACCES, 404 -ENOENT, 429 -EAGAIN and 5xx -EIO (both
+ * after the attester's bounded retries), timeout -ETIMEDOUT; JWS signature -EBADMSG, chain not
+ * trusted or not issued for the vault's host -EPERM; RFC 5649 integrity failure -EBADMSG;
+ * unsupported key type -ENOTSUP; malformed answer or key wrapped for another key -EPROTO.
+ */
+int skr_release_key(struct skr_attester *a, const struct skr_release_request *req,
+                    struct skr_key **out, struct skr_error *err);

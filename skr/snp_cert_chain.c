@@ -22,17 +22,6 @@
 
 DEFINE_CLEANUP_FUNC(RSA_PSS_PARAMS *, RSA_PSS_PARAMS_free)
 DEFINE_CLEANUP_FUNC(X509_ALGOR *, X509_ALGOR_free)
-DEFINE_CLEANUP_FUNC(ASN1_IA5STRING *, ASN1_IA5STRING_free)
-DEFINE_CLEANUP_FUNC(ASN1_OCTET_STRING *, ASN1_OCTET_STRING_free)
-
-/* AMD's RSASSA-PSS parameters for ARK, ASK and VCEK signatures (§3.2). */
-#define AMD_PSS_SALT_LEN 48
-
-/* Never prompt: an "encrypted" PEM block in untrusted input is simply refused. */
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-	return -1;
-}
 
 int snp_cert_read_pem(const char *pem, size_t len, STACK_OF(X509) * *out, struct skr_error *err)
 {
@@ -50,7 +39,7 @@ int snp_cert_read_pem(const char *pem, size_t len, STACK_OF(X509) * *out, struct
 
 	ERR_clear_error();
 	for (;;) {
-		X509 *c = PEM_read_bio_X509(bio, NULL, no_password, NULL);
+		X509 *c = PEM_read_bio_X509(bio, NULL, ossl_no_password, NULL);
 		unsigned long e;
 
 		if (!c) {
@@ -166,11 +155,11 @@ static int check_amd_pss(const X509_ALGOR *alg, const char *what, struct skr_err
 		return skr_error_set(err, -EBADMSG,
 		                     "%s: RSASSA-PSS mask generation is not MGF1-SHA-384", what);
 	if (!pss->saltLength || !ASN1_INTEGER_get_int64(&salt, pss->saltLength) ||
-	    salt != AMD_PSS_SALT_LEN) {
+	    salt != SNP_AMD_PSS_SALT_LEN) {
 		ERR_clear_error();
 		return skr_error_set(err, -EBADMSG,
 		                     "%s: RSASSA-PSS salt length is %" PRId64 ", not %d", what,
-		                     salt < 0 ? (int64_t)20 : salt, AMD_PSS_SALT_LEN);
+		                     salt < 0 ? (int64_t)20 : salt, SNP_AMD_PSS_SALT_LEN);
 	}
 	if (pss->trailerField &&
 	    (!ASN1_INTEGER_get_int64(&trailer, pss->trailerField) || trailer != 1)) {
@@ -346,8 +335,6 @@ void snp_cert_chain_free(struct snp_cert_chain *c)
 	free(c);
 }
 
-DEFINE_CLEANUP_FUNC(struct snp_cert_chain *, snp_cert_chain_free)
-
 int snp_cert_chain_add_pem(struct snp_cert_chain *c, const char *pem, size_t len,
                            struct skr_error *err)
 {
@@ -522,9 +509,10 @@ static const struct {
 
 /*
  * A DER INTEGER in 0..255. Values >= 128 are encoded `02 02 00 xx`; reading a fixed byte (as
- * the Go anchor does) would get them wrong.
+ * the Go anchor does) would get them wrong. @leaf names the certificate ("VCEK"/"VLEK").
  */
-static int ext_u8(const ASN1_OCTET_STRING *v, const char *name, uint8_t *out, struct skr_error *err)
+static int ext_u8(const ASN1_OCTET_STRING *v, const char *leaf, const char *name, uint8_t *out,
+                  struct skr_error *err)
 {
 	const unsigned char *data = ASN1_STRING_get0_data(v), *p = data;
 	long n = ASN1_STRING_length(v);
@@ -533,42 +521,55 @@ static int ext_u8(const ASN1_OCTET_STRING *v, const char *name, uint8_t *out, st
 
 	if (!ai || p != data + n || !ASN1_INTEGER_get_int64(&value, ai)) {
 		ERR_clear_error();
-		return skr_error_set(err, -EINVAL, "VCEK extension %s is not a DER INTEGER", name);
+		return skr_error_set(err, -EINVAL, "%s extension %s is not a DER INTEGER", leaf,
+		                     name);
 	}
 	if (value < 0 || value > 255)
-		return skr_error_set(err, -EINVAL,
-		                     "VCEK extension %s is %" PRId64 ", not in 0..255", name,
-		                     value);
+		return skr_error_set(err, -EINVAL, "%s extension %s is %" PRId64 ", not in 0..255",
+		                     leaf, name, value);
 	*out = (uint8_t)value;
 	return 0;
 }
 
-/* A DER IA5String without NUL bytes that fits @size with its terminator. */
-static int ext_ia5(const ASN1_OCTET_STRING *v, const char *name, char *out, size_t size,
-                   struct skr_error *err)
+/*
+ * A DER IA5String of printable ASCII (0x20..0x7E) that fits @size with its terminator. These
+ * texts are read before the chain is verified and end up in messages and logs: a control
+ * character (a newline forging a log line, an escape sequence) is refused, not copied.
+ */
+static int ext_ia5(const ASN1_OCTET_STRING *v, const char *leaf, const char *name, char *out,
+                   size_t size, struct skr_error *err)
 {
 	const unsigned char *data = ASN1_STRING_get0_data(v), *p = data;
 	long n = ASN1_STRING_length(v);
 	_cleanup_(ASN1_IA5STRING_freep) ASN1_IA5STRING *s = d2i_ASN1_IA5STRING(NULL, &p, n);
+	const unsigned char *text;
 	int len;
 
 	if (!s || p != data + n) {
 		ERR_clear_error();
-		return skr_error_set(err, -EINVAL, "VCEK extension %s is not a DER IA5String",
+		return skr_error_set(err, -EINVAL, "%s extension %s is not a DER IA5String", leaf,
 		                     name);
 	}
 	len = ASN1_STRING_length(s);
-	if (len < 0 || (size_t)len >= size || memchr(ASN1_STRING_get0_data(s), '\0', (size_t)len))
+	text = ASN1_STRING_get0_data(s);
+	if (len < 0 || (size_t)len >= size)
 		return skr_error_set(err, -EINVAL,
-		                     "VCEK extension %s is not a text of at most %zu characters",
-		                     name, size - 1);
-	memcpy(out, ASN1_STRING_get0_data(s), (size_t)len);
+		                     "%s extension %s is not a text of at most %zu characters",
+		                     leaf, name, size - 1);
+	for (int i = 0; i < len; i++)
+		if (text[i] < 0x20 || text[i] > 0x7E)
+			return skr_error_set(
+			        err, -EINVAL,
+			        "%s extension %s holds the non-printable byte 0x%02x at "
+			        "offset %d; only printable ASCII is accepted",
+			        leaf, name, text[i], i);
+	memcpy(out, text, (size_t)len);
 	out[len] = '\0';
 	return 0;
 }
 
 /* AMD stores the raw CHIP_ID (64 bytes; Turin 8); go-sev-guest also accepts an OCTET STRING. */
-static int ext_hwid(const ASN1_OCTET_STRING *v, uint8_t out[64], size_t *out_len,
+static int ext_hwid(const ASN1_OCTET_STRING *v, const char *leaf, uint8_t out[64], size_t *out_len,
                     struct skr_error *err)
 {
 	const unsigned char *data = ASN1_STRING_get0_data(v), *p = data;
@@ -589,15 +590,16 @@ static int ext_hwid(const ASN1_OCTET_STRING *v, uint8_t out[64], size_t *out_len
 		return 0;
 	}
 	return skr_error_set(err, -EINVAL,
-	                     "VCEK extension hwID is %ld bytes; expected the 64-byte (Turin: 8) "
+	                     "%s extension hwID is %ld bytes; expected the 64-byte (Turin: 8) "
 	                     "CHIP_ID",
-	                     n);
+	                     leaf, n);
 }
 
 int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, struct skr_error *err)
 {
 	struct snp_vcek_info info = {.is_vlek = is_vlek};
 	const ASN1_OCTET_STRING *val[EXT_COUNT] = {0};
+	const char *lname = is_vlek ? "VLEK" : "VCEK";
 	enum snp_product layout;
 	uint8_t struct_version = 0;
 	char oid[80];
@@ -616,16 +618,15 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 				continue;
 			/* Two values for one field would make the TCB ambiguous. */
 			if (val[k])
-				return skr_error_set(err, -EINVAL,
-				                     "VCEK extension %s appears twice",
-				                     amd_exts[k].name);
+				return skr_error_set(err, -EINVAL, "%s extension %s appears twice",
+				                     lname, amd_exts[k].name);
 			val[k] = X509_EXTENSION_get_data(ext);
 		}
 	}
 	ERR_clear_error();
 
 	if (val[EXT_STRUCT_VERSION]) {
-		r = ext_u8(val[EXT_STRUCT_VERSION], "structVersion", &struct_version, err);
+		r = ext_u8(val[EXT_STRUCT_VERSION], lname, "structVersion", &struct_version, err);
 		if (r < 0)
 			return r;
 	}
@@ -633,9 +634,10 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 	if (!val[EXT_PRODUCT_NAME])
 		return skr_error_set(
 		        err, -EINVAL,
-		        "VCEK has no productName extension (1.3.6.1.4.1.3704.1.2): not an "
-		        "AMD VCEK/VLEK");
-	r = ext_ia5(val[EXT_PRODUCT_NAME], "productName", info.product_name,
+		        "%s has no productName extension (1.3.6.1.4.1.3704.1.2): not an "
+		        "AMD VCEK/VLEK",
+		        lname);
+	r = ext_ia5(val[EXT_PRODUCT_NAME], lname, "productName", info.product_name,
 	            sizeof(info.product_name), err);
 	if (r < 0)
 		return r;
@@ -663,11 +665,11 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 
 		if (!val[spls[i].ext]) {
 			if (spls[i].required)
-				return skr_error_set(err, -EINVAL, "VCEK has no %s extension",
+				return skr_error_set(err, -EINVAL, "%s has no %s extension", lname,
 				                     name);
 			continue;
 		}
-		r = ext_u8(val[spls[i].ext], name, spls[i].dst, err);
+		r = ext_u8(val[spls[i].ext], lname, name, spls[i].dst, err);
 		if (r < 0)
 			return r;
 	}
@@ -677,8 +679,8 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 	                                             : SNP_PRODUCT_MILAN;
 	if (layout == SNP_PRODUCT_TURIN && !val[EXT_FMC_SPL])
 		return skr_error_set(err, -EINVAL,
-		                     "%s VCEK has no fmcSPL extension (1.3.6.1.4.1.3704.1.3.9)",
-		                     info.product_name);
+		                     "%s %s has no fmcSPL extension (1.3.6.1.4.1.3704.1.3.9)",
+		                     info.product_name, lname);
 	info.tcb_raw = snp_tcb_encode(&info.tcb, layout);
 	/* Milan/Genoa TCB_VERSION bytes 2..5 are the reserved spl_4..spl_7 (§1.2). */
 	if (layout != SNP_PRODUCT_TURIN)
@@ -686,7 +688,7 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 			info.tcb_raw |= (uint64_t)info.spl[k] << (8 * (k - 2));
 
 	if (val[EXT_HWID]) {
-		r = ext_hwid(val[EXT_HWID], info.hwid, &info.hwid_len, err);
+		r = ext_hwid(val[EXT_HWID], lname, info.hwid, &info.hwid_len, err);
 		if (r < 0)
 			return r;
 	} else if (!is_vlek) {
@@ -694,7 +696,8 @@ int snp_cert_parse_leaf(X509 *leaf, bool is_vlek, struct snp_vcek_info *out, str
 		                     "VCEK has no hwID extension (1.3.6.1.4.1.3704.1.4)");
 	}
 	if (val[EXT_CSP_ID]) {
-		r = ext_ia5(val[EXT_CSP_ID], "csp_id", info.csp_id, sizeof(info.csp_id), err);
+		r = ext_ia5(val[EXT_CSP_ID], lname, "csp_id", info.csp_id, sizeof(info.csp_id),
+		            err);
 		if (r < 0)
 			return r;
 	}

@@ -8,6 +8,15 @@
  * keyed by the TCB of the certificate actually received (which for THIM may differ from the
  * report's REPORTED_TCB), hold the normalized PEM chain, and are replaced atomically; an entry
  * that no longer parses is ignored and refetched.
+ *
+ * Trust: THIM is plain HTTP and a KDS mirror may be too, so an answer may be forged. A forged
+ * answer must not outlive the request it answered: only a chain that verifies up to a pinned ARK
+ * (AMD's three published ones unless the configuration names another trust store) is written to
+ * the cache, and a cached chain is verified again when served, an entry that fails is deleted.
+ * A chain that does not verify is still returned (whoever checks the report, MAA or
+ * snp_report_verify, refuses it with the precise reason) but never remembered. The cache
+ * directory must belong to us and be writable by nobody else, since whoever can write to it
+ * chooses the certificates we would serve.
  */
 #include <ctype.h>
 #include <errno.h>
@@ -16,17 +25,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
+#include "bytes.h"
 #include "b64.h"
 #include "cleanup.h"
 #include "fileio.h"
 #include "http.h"
 #include "log.h"
 #include "ossl.h"
-#include "skr.h"
+#include "snp_cert_internal.h"
 
 #define KDS_DEFAULT_BASE "https://kdsintf.amd.com"
 /* The Go sidecar's default KDS endpoint carries the path; we add it ourselves. */
@@ -42,17 +54,18 @@
 #define FETCH_ATTEMPTS 3
 /* A chain is ~7 KiB of PEM and a THIM answer ~10 KiB; anything near this is not one. */
 #define FETCH_MAX_BODY (1u << 20)
-#define PEM_CERT_MARKER "-----BEGIN CERTIFICATE-----"
 
 struct snp_cert_fetcher {
 	enum snp_certcache_type type;
 	char *base; /* normalized URL without trailing '/' */
 	char *tee_type, *api_version, *client_id;
 	char *cache_dir;
+	enum snp_product product; /* configured product line; UNKNOWN = from the report */
+	const struct snp_trust_store *trust; /* cfg->trust or own_trust */
+	struct snp_trust_store *own_trust;   /* AMD's ARKs, when the configuration names none */
 	struct http_client *http;
 };
 
-DEFINE_CLEANUP_FUNC(struct snp_cert_chain *, snp_cert_chain_free)
 DEFINE_CLEANUP_FUNC(struct snp_cert_fetcher *, snp_cert_fetcher_free)
 
 static const char *type_label(enum snp_certcache_type t)
@@ -106,14 +119,6 @@ int snp_certcache_type_from_string(const char *s, enum snp_certcache_type *out)
 		}
 	}
 	return -EINVAL;
-}
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 static size_t trimmed_len(const char *s)
@@ -305,6 +310,35 @@ static int dup_or_default(const char *v, const char *def, char **out, struct skr
 	return *out ? 0 : skr_error_set(err, -ENOMEM, "certcache: out of memory");
 }
 
+/*
+ * Whoever can write to the cache directory chooses the certificates served from it (mkdir_p
+ * keeps the mode of a directory that already exists): it must be ours and closed to others.
+ */
+static int cache_dir_check(const char *dir, struct skr_error *err)
+{
+	struct stat st;
+
+	if (stat(dir, &st) < 0)
+		return skr_error_set(err, -errno, "certcache: cache_dir '%s': %s", dir,
+		                     skr_strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return skr_error_set(err, -ENOTDIR, "certcache: cache_dir '%s' is not a directory",
+		                     dir);
+	if (st.st_uid != geteuid())
+		return skr_error_set(err, -EPERM,
+		                     "certcache: cache_dir '%s' belongs to uid %u, not to this "
+		                     "process (uid %u): another user could plant certificates "
+		                     "there; use a directory of our own",
+		                     dir, (unsigned)st.st_uid, (unsigned)geteuid());
+	if (st.st_mode & (S_IWGRP | S_IWOTH))
+		return skr_error_set(err, -EPERM,
+		                     "certcache: cache_dir '%s' is writable by group or others "
+		                     "(mode %03o): another user could plant certificates there; "
+		                     "chmod go-w it",
+		                     dir, (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
 int snp_cert_fetcher_new(const struct snp_certcache_config *cfg, struct snp_cert_fetcher **out,
                          struct skr_error *err)
 {
@@ -333,6 +367,25 @@ int snp_cert_fetcher_new(const struct snp_certcache_config *cfg, struct snp_cert
 		r = check_url_part("client_id", f->client_id, "/?#&", err);
 	if (r < 0)
 		return r;
+	if ((unsigned)cfg->product > SNP_PRODUCT_TURIN)
+		return skr_error_set(err, -EINVAL,
+		                     "certcache: product %d is not Milan, Genoa or Turin",
+		                     (int)cfg->product);
+	f->product = cfg->product;
+	if (cfg->trust) {
+		f->trust = cfg->trust;
+	} else {
+		r = snp_trust_store_new(&f->own_trust, err);
+		if (r < 0)
+			return r;
+		r = snp_trust_store_add_pem(f->own_trust, snp_amd_roots_pem,
+		                            strlen(snp_amd_roots_pem), err);
+		if (r < 0) {
+			skr_error_prefix(err, "certcache: AMD's built-in root keys: ");
+			return r;
+		}
+		f->trust = f->own_trust;
+	}
 	if (cfg->cache_dir && *cfg->cache_dir) {
 		f->cache_dir = strdup(cfg->cache_dir);
 		if (!f->cache_dir)
@@ -340,7 +393,10 @@ int snp_cert_fetcher_new(const struct snp_certcache_config *cfg, struct snp_cert
 		r = mkdir_p(f->cache_dir, 0700);
 		if (r < 0)
 			return skr_error_set(err, r, "certcache: cannot create cache_dir '%s': %s",
-			                     f->cache_dir, strerror(-r));
+			                     f->cache_dir, skr_strerror(r));
+		r = cache_dir_check(f->cache_dir, err);
+		if (r < 0)
+			return r;
 	}
 	if (f->type != SNP_CERTCACHE_NONE) {
 		hc.ca_bundle = cfg->ca_bundle;
@@ -366,10 +422,27 @@ void snp_cert_fetcher_free(struct snp_cert_fetcher *f)
 	free(f->api_version);
 	free(f->client_id);
 	free(f->cache_dir);
+	snp_trust_store_free(f->own_trust);
 	free(f);
 }
 
 /* ---- fetching ------------------------------------------------------------------------- */
+
+/*
+ * What a non-200 answer means to the caller: -ENOENT nothing for this chip and TCB, -EACCES
+ * refused, -EAGAIN rate-limited or unavailable (still so after the HTTP client's retries: worth
+ * trying later), -EPROTO an answer a certificate service should never give.
+ */
+static int status_errno(long status)
+{
+	if (status == 404)
+		return -ENOENT;
+	if (status == 401 || status == 403)
+		return -EACCES;
+	if (status == 408 || status == 429 || (status >= 500 && status <= 599))
+		return -EAGAIN;
+	return -EPROTO;
+}
 
 /* GET @url; anything but 200 is an error naming the service and the status. */
 static int fetch(struct snp_cert_fetcher *f, const char *url, const char *const *headers,
@@ -379,16 +452,21 @@ static int fetch(struct snp_cert_fetcher *f, const char *url, const char *const 
 	int r;
 
 	r = http_request(f->http, "GET", url, headers, NULL, 0, FETCH_MAX_BODY, resp, err);
-	if (r < 0)
-		return skr_error_prefix(err, "%s: ", type_label(f->type));
+	if (r < 0) {
+		skr_error_prefix(err, "%s: ", type_label(f->type));
+		return r;
+	}
 	if (resp->status == 200)
 		return 0;
-	r = resp->status == 404 ? -ENOENT : -EPROTO;
+	r = status_errno(resp->status);
 	skr_error_set(err, r, "%s: GET %s answered HTTP %ld%s", type_label(f->type),
 	              safe ? safe : "(url)", resp->status,
 	              resp->status == 404   ? " (no certificate for this chip and TCB)"
 	              : resp->status == 429 ? " (rate limited; set a cache_dir to fetch less)"
-	                                    : "");
+	              : resp->status == 401 || resp->status == 403
+	                      ? " (access refused: check the endpoint and its credentials)"
+	              : r == -EAGAIN ? " (service unavailable; try again later)"
+	                             : "");
 	http_response_clear(resp);
 	return r;
 }
@@ -402,7 +480,7 @@ static int vcek_to_pem(const struct http_response *resp, char **out, struct skr_
 	char *data;
 	long n;
 
-	if (strstr(resp->body, PEM_CERT_MARKER)) {
+	if (strstr(resp->body, SNP_PEM_CERT_MARKER)) {
 		*out = strdup(resp->body);
 		return *out ? 0 : skr_error_set(err, -ENOMEM, "AMD KDS: out of memory");
 	}
@@ -433,17 +511,14 @@ static int join_pem(const char *a, const char *b, char **out, struct skr_error *
 	return 0;
 }
 
-static int fetch_amd(struct snp_cert_fetcher *f, const struct snp_report *report, char **pem,
-                     struct skr_error *err)
+/* VCEK then ASK ‖ ARK of @p from KDS. */
+static int fetch_amd_product(struct snp_cert_fetcher *f, const struct snp_report *report,
+                             enum snp_product p, char **pem, struct skr_error *err)
 {
 	_cleanup_free_ char *url = NULL, *chain_url = NULL, *vcek = NULL;
 	struct http_response resp = {0};
-	enum snp_product p;
 	int r;
 
-	r = report_product(report, SNP_PRODUCT_UNKNOWN, &p, err);
-	if (r < 0)
-		return r;
 	r = snp_kds_vcek_url(f->base, report, p, &url, err);
 	if (r < 0)
 		return r;
@@ -468,6 +543,41 @@ static int fetch_amd(struct snp_cert_fetcher *f, const struct snp_report *report
 	return r;
 }
 
+/*
+ * A v2 report cannot tell Genoa from Milan (no CPUID bytes) and snp_report_product() then says
+ * Milan. With no product configured, a 404 for such a report is retried once as Genoa: KDS knows
+ * each chip under its own line only.
+ */
+static bool product_ambiguous(const struct snp_cert_fetcher *f, const struct snp_report *report)
+{
+	return f->product == SNP_PRODUCT_UNKNOWN && report->version < 3 &&
+	       snp_report_product(report, SNP_PRODUCT_UNKNOWN) == SNP_PRODUCT_MILAN;
+}
+
+static int fetch_amd(struct snp_cert_fetcher *f, const struct snp_report *report, char **pem,
+                     struct skr_error *err)
+{
+	struct skr_error first = {0}, genoa = {0};
+	enum snp_product p;
+	int r;
+
+	r = report_product(report, f->product, &p, err);
+	if (r < 0)
+		return r;
+	r = fetch_amd_product(f, report, p, pem, &first);
+	if (r == -ENOENT && product_ambiguous(f, report)) {
+		log_info("AMD KDS has no Milan VCEK for this VERSION 2 report; asking for a Genoa "
+		         "one (set the certcache product to skip this)");
+		r = fetch_amd_product(f, report, SNP_PRODUCT_GENOA, pem, &genoa);
+		/* Both 404: the first message names the line the report itself suggests. */
+		if (r < 0 && r != -ENOENT)
+			return skr_error_set(err, r, "%s", genoa.msg);
+	}
+	if (r < 0)
+		return skr_error_set(err, r, "%s", first.msg);
+	return 0;
+}
+
 static int fetch_thim(struct snp_cert_fetcher *f, char **pem, struct skr_error *err)
 {
 	/* IMDS refuses requests without it (a guard against SSRF through proxies). */
@@ -481,8 +591,10 @@ static int fetch_thim(struct snp_cert_fetcher *f, char **pem, struct skr_error *
 		return r;
 	r = snp_thim_parse(resp.body, resp.body_len, &t, err);
 	http_response_clear(&resp);
-	if (r < 0)
-		return skr_error_prefix(err, "THIM answer from %s: ", f->base);
+	if (r < 0) {
+		skr_error_prefix(err, "THIM answer from %s: ", f->base);
+		return r;
+	}
 	r = join_pem(t.vcek_pem, t.chain_pem, pem, err);
 	snp_thim_clear(&t);
 	return r;
@@ -505,7 +617,7 @@ static int fetch_azcache(struct snp_cert_fetcher *f, const struct snp_report *re
 	r = fetch(f, url, NULL, &resp, err);
 	if (r < 0)
 		return r;
-	if (!strstr(resp.body, PEM_CERT_MARKER)) {
+	if (!strstr(resp.body, SNP_PEM_CERT_MARKER)) {
 		http_response_clear(&resp);
 		return skr_error_set(
 		        err, -EPROTO,
@@ -519,32 +631,29 @@ static int fetch_azcache(struct snp_cert_fetcher *f, const struct snp_report *re
 /* ---- on-disk cache -------------------------------------------------------------------- */
 
 static char *cache_path(const struct snp_cert_fetcher *f, const struct snp_report *report,
-                        uint64_t tcb)
+                        enum snp_product product, uint64_t tcb)
 {
 	char chip[2 * sizeof(report->chip_id) + 1], name[256];
 
 	hex_encode(report->chip_id, sizeof(report->chip_id), chip);
 	snprintf(name, sizeof(name), "%s-%s-%s-%016" PRIx64 ".pem", type_key(f->type),
-	         snp_product_name(snp_report_product(report, SNP_PRODUCT_UNKNOWN)), chip, tcb);
+	         snp_product_name(product), chip, tcb);
 	return path_join(f->cache_dir, name);
 }
 
-static struct snp_cert_chain *cache_load(const struct snp_cert_fetcher *f,
-                                         const struct snp_report *report)
+static struct snp_cert_chain *cache_load_file(const struct snp_cert_fetcher *f, const char *path)
 {
-	_cleanup_free_ char *path = cache_path(f, report, report->reported_tcb), *pem = NULL;
-	struct snp_cert_chain *chain = NULL;
+	_cleanup_(snp_cert_chain_freep) struct snp_cert_chain *chain = NULL;
+	_cleanup_free_ char *pem = NULL;
 	struct skr_error perr = {0};
 	size_t len;
 	int r;
 
-	if (!path)
-		return NULL;
 	r = read_file(path, FETCH_MAX_BODY, &pem, &len);
 	if (r == -ENOENT)
 		return NULL;
 	if (r < 0) {
-		log_warn("certcache: cannot read %s (%s); fetching again", path, strerror(-r));
+		log_warn("certcache: cannot read %s (%s); fetching again", path, skr_strerror(r));
 		return NULL;
 	}
 	r = snp_cert_chain_from_pem(pem, len, &chain, &perr);
@@ -552,16 +661,46 @@ static struct snp_cert_chain *cache_load(const struct snp_cert_fetcher *f,
 		r = skr_error_set(&perr, -EINVAL, "no VCEK in it");
 	if (r < 0) {
 		log_warn("certcache: ignoring unusable cache file %s: %s", path, perr.msg);
-		snp_cert_chain_free(chain);
+		return NULL;
+	}
+	/* Written only after verification, but the roots or the clock may have changed since. */
+	r = snp_cert_chain_verify_trusted(chain, f->trust, &perr);
+	if (r < 0) {
+		log_warn("certcache: deleting %s, its chain no longer verifies: %s", path,
+		         perr.msg);
+		if (unlink(path) < 0 && errno != ENOENT)
+			log_warn("certcache: cannot delete %s: %s", path, skr_strerror(errno));
 		return NULL;
 	}
 	log_debug("certcache: served from %s", path);
+	return TAKE_PTR(chain);
+}
+
+static struct snp_cert_chain *cache_load(const struct snp_cert_fetcher *f,
+                                         const struct snp_report *report)
+{
+	enum snp_product p = snp_report_product(report, f->product);
+	_cleanup_free_ char *path = cache_path(f, report, p, report->reported_tcb);
+	struct snp_cert_chain *chain;
+
+	if (!path)
+		return NULL;
+	chain = cache_load_file(f, path);
+	/* A VERSION 2 Genoa report: stored under the product its VCEK names (cache_store). */
+	if (!chain && product_ambiguous(f, report)) {
+		_cleanup_free_ char *genoa =
+		        cache_path(f, report, SNP_PRODUCT_GENOA, report->reported_tcb);
+
+		if (genoa)
+			chain = cache_load_file(f, genoa);
+	}
 	return chain;
 }
 
 /*
- * Remember @chain under the chip and the TCB its leaf certifies. A leaf for another chip (a
- * THIM answer from elsewhere) is returned to the caller, who will reject it, but not cached.
+ * Remember @chain under the chip and the TCB its leaf certifies, once it verified up to a
+ * trusted ARK. A leaf for another chip (a THIM answer from elsewhere) or a chain that does not
+ * verify is returned to the caller, who will reject it, but not cached.
  */
 static void cache_store(const struct snp_cert_fetcher *f, const struct snp_report *report,
                         const struct snp_cert_chain *chain)
@@ -569,6 +708,7 @@ static void cache_store(const struct snp_cert_fetcher *f, const struct snp_repor
 	_cleanup_free_ char *path = NULL, *pem = NULL;
 	struct snp_vcek_info info;
 	struct skr_error e = {0};
+	enum snp_product p;
 	int r;
 
 	if (snp_cert_chain_leaf_info(chain, &info, &e) < 0) {
@@ -580,14 +720,21 @@ static void cache_store(const struct snp_cert_fetcher *f, const struct snp_repor
 		log_warn("certcache: not caching a VCEK issued for another chip");
 		return;
 	}
-	path = cache_path(f, report, info.tcb_raw);
+	if (snp_cert_chain_verify_trusted(chain, f->trust, &e) < 0) {
+		log_warn("certcache: not caching the %s answer, its chain does not verify: %s",
+		         type_label(f->type), e.msg);
+		return;
+	}
+	p = snp_report_product(report,
+	                       info.product != SNP_PRODUCT_UNKNOWN ? info.product : f->product);
+	path = cache_path(f, report, p, info.tcb_raw);
 	if (!path || snp_cert_chain_to_pem(chain, &pem, &e) < 0) {
 		log_warn("certcache: cannot serialize the chain: %s", e.msg[0] ? e.msg : "ENOMEM");
 		return;
 	}
 	r = write_file_atomic(path, pem, strlen(pem), 0600);
 	if (r < 0)
-		log_warn("certcache: cannot write %s: %s", path, strerror(-r));
+		log_warn("certcache: cannot write %s: %s", path, skr_strerror(r));
 	else
 		log_debug("certcache: stored %s", path);
 }
@@ -637,8 +784,10 @@ int snp_cert_fetcher_get(struct snp_cert_fetcher *f, const struct snp_report *re
 	if (r < 0)
 		return r;
 	r = snp_cert_chain_from_pem(pem, strlen(pem), &chain, err);
-	if (r < 0)
-		return skr_error_prefix(err, "%s answer: ", type_label(f->type));
+	if (r < 0) {
+		skr_error_prefix(err, "%s answer: ", type_label(f->type));
+		return r;
+	}
 	if (!snp_cert_chain_has_leaf(chain))
 		return skr_error_set(err, -EPROTO, "%s answer holds no VCEK certificate",
 		                     type_label(f->type));

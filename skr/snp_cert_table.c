@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytes.h"
 #include "cleanup.h"
 #include "skr.h"
 
@@ -46,25 +47,6 @@ static const struct {
           0xea}},
 };
 
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
-}
-
 static enum snp_cert_kind kind_of_guid(const uint8_t guid[16])
 {
 	for (size_t i = 0; i < ELEMENTSOF(cert_guids); i++)
@@ -93,6 +75,7 @@ void snp_cert_table_clear(struct snp_cert_table *t)
 /*
  * An empty buffer (len 0) and an all-zero buffer are an empty table: hosts that supply no
  * certificates hand back either. Entries are copied out, so @buf may be freed afterwards.
+ * A malformed table is the host's fault, not the caller's: -EPROTO.
  */
 int snp_cert_table_parse(const uint8_t *buf, size_t len, struct snp_cert_table *out,
                          struct skr_error *err)
@@ -113,14 +96,14 @@ int snp_cert_table_parse(const uint8_t *buf, size_t len, struct snp_cert_table *
 
 		if (len / ENTRY_SIZE < n + 1)
 			return skr_error_set(
-			        err, -EINVAL,
+			        err, -EPROTO,
 			        "certificate table: no all-zero terminating entry within "
 			        "the %zu-byte buffer (%zu entries read)",
 			        len, n);
 		if (all_zero(e, ENTRY_SIZE))
 			break;
 		if (n == SNP_CERT_TABLE_MAX)
-			return skr_error_set(err, -EINVAL,
+			return skr_error_set(err, -EPROTO,
 			                     "certificate table: more than %d entries before the "
 			                     "terminator",
 			                     SNP_CERT_TABLE_MAX);
@@ -134,26 +117,26 @@ int snp_cert_table_parse(const uint8_t *buf, size_t len, struct snp_cert_table *
 
 		if (all_zero(e, 16)) {
 			r = skr_error_set(
-			        err, -EINVAL,
+			        err, -EPROTO,
 			        "certificate table entry %zu: zero GUID with offset %" PRIu64
 			        " and length %" PRIu64 " set",
 			        i, offset, length);
 			goto fail;
 		}
 		if (length == 0) {
-			r = skr_error_set(err, -EINVAL, "certificate table entry %zu: length 0", i);
+			r = skr_error_set(err, -EPROTO, "certificate table entry %zu: length 0", i);
 			goto fail;
 		}
 		/* u64 arithmetic: two u32 values cannot overflow it. */
 		if (offset < table_size) {
-			r = skr_error_set(err, -EINVAL,
+			r = skr_error_set(err, -EPROTO,
 			                  "certificate table entry %zu: offset %" PRIu64
 			                  " points into the table itself (%zu bytes of entries)",
 			                  i, offset, table_size);
 			goto fail;
 		}
 		if (offset + length > len) {
-			r = skr_error_set(err, -EINVAL,
+			r = skr_error_set(err, -EPROTO,
 			                  "certificate table entry %zu: offset %" PRIu64
 			                  " + length %" PRIu64 " exceeds the %zu-byte buffer",
 			                  i, offset, length, len);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "bytes.h"
 #include "skr.h"
 
 /* Offsets of §1.1. */
@@ -59,28 +60,6 @@ enum {
 /* The first versions carrying CPUID bytes (v3) and mitigation vectors (v5). */
 #define VERSION_WITH_CPUID 3
 #define VERSION_WITH_MIT_VECTORS 5
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get_le64(const uint8_t *p)
-{
-	return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put_le64(uint8_t *p, uint64_t v)
-{
-	for (int i = 0; i < 8; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 int snp_report_parse(const uint8_t *buf, size_t len, struct snp_report *out, struct skr_error *err)
 {
@@ -216,14 +195,6 @@ static enum snp_product product_from_cpuid(uint8_t family, uint8_t model)
 			return SNP_PRODUCT_TURIN;
 	}
 	return SNP_PRODUCT_UNKNOWN;
-}
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 enum snp_product snp_report_product(const struct snp_report *r, enum snp_product hint)

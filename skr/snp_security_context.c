@@ -8,10 +8,16 @@
  * os.ReadDir sorts) entry of "/" whose name contains "security-context-", else the kata path.
  * A directory named by the caller or by the environment must exist (a typo there should fail at
  * start); a discovered one is optional, since outside ACI there is none.
+ *
+ * One source for all three values, as the anchor does: the files, unless the reference info
+ * from the files is empty, in which case the UVM_* variables replace them as a set (when any is
+ * set). Mixing per item could pair a file CCE policy with THIM certificates of another UVM.
+ * Line breaks inside a value are dropped: Go's base64 decoder ignores CR and LF, ours does not.
  */
 #include "snp_security_context.h"
 
 #include <dirent.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,17 +58,6 @@ static int check_dir(const char *path)
 	return S_ISDIR(st.st_mode) ? 0 : -ENOTDIR;
 }
 
-/* @root joined with @name, without the double slash path_join would leave after "/". */
-static char *under_root(const char *root, const char *name)
-{
-	size_t n = strlen(root);
-	char *s;
-
-	if (asprintf(&s, "%s%s%s", root, n && root[n - 1] == '/' ? "" : "/", name) < 0)
-		return NULL;
-	return s;
-}
-
 /* The byte-wise first directory under @root whose name contains "security-context-". */
 static int scan_root(const char *root, char **out)
 {
@@ -80,7 +75,7 @@ static int scan_root(const char *root, char **out)
 			continue;
 		if (best && strcmp(de->d_name, best) >= 0)
 			continue;
-		path = under_root(root, de->d_name);
+		path = path_join(root, de->d_name);
 		if (!path) {
 			closedir(d);
 			return -ENOMEM;
@@ -96,7 +91,7 @@ static int scan_root(const char *root, char **out)
 	}
 	closedir(d);
 	if (best) {
-		*out = under_root(root, best);
+		*out = path_join(root, best);
 		if (!*out)
 			return -ENOMEM;
 	}
@@ -123,7 +118,7 @@ static int find_dir(const char *root, const char *explicit_dir, char **dir, stru
 		r = check_dir(given);
 		if (r < 0)
 			return skr_error_set(err, r, "security context directory '%s' (%s): %s",
-			                     given, source, strerror(-r));
+			                     given, source, skr_strerror(r));
 		*dir = strdup(given);
 		return *dir ? 0 : skr_error_set(err, -ENOMEM, "security context: out of memory");
 	}
@@ -131,10 +126,10 @@ static int find_dir(const char *root, const char *explicit_dir, char **dir, stru
 	r = scan_root(root, dir);
 	if (r < 0)
 		return skr_error_set(err, r, "security context: cannot list '%s': %s", root,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	if (*dir)
 		return 0;
-	kata = under_root(root, SC_KATA_DIR);
+	kata = path_join(root, SC_KATA_DIR);
 	if (!kata)
 		return skr_error_set(err, -ENOMEM, "security context: out of memory");
 	if (check_dir(kata) == 0)
@@ -142,14 +137,20 @@ static int find_dir(const char *root, const char *explicit_dir, char **dir, stru
 	return 0;
 }
 
-/* Drop trailing whitespace (files end with a newline); empty means absent. */
+/*
+ * Drop CR and LF anywhere (wrapped base64, a trailing newline) and trailing blanks; empty means
+ * absent.
+ */
 static char *trimmed_or_null(char *s)
 {
-	size_t n = strlen(s);
+	size_t n = 0;
 
-	while (n > 0 &&
-	       (s[n - 1] == '\n' || s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t'))
-		s[--n] = '\0';
+	for (size_t i = 0; s[i]; i++)
+		if (s[i] != '\n' && s[i] != '\r')
+			s[n++] = s[i];
+	while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+		n--;
+	s[n] = '\0';
 	if (n == 0) {
 		free(s);
 		return NULL;
@@ -176,7 +177,7 @@ static int read_item(const char *dir, const struct sc_item *it, char **out, stru
 		                     SC_VALUE_MAX);
 	if (r < 0)
 		return skr_error_set(err, r, "security context: cannot read '%s': %s", path,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	if (strlen(buf) != len) {
 		free(buf);
 		return skr_error_set(err, -EINVAL,
@@ -205,33 +206,60 @@ static int env_item(const struct sc_item *it, char **out, struct skr_error *err)
 	return 0;
 }
 
+static char **sc_field(struct snp_security_context *sc, size_t i)
+{
+	return (char **)(void *)((char *)sc + sc_items[i].offset);
+}
+
+static void sc_values_clear(struct snp_security_context *sc)
+{
+	for (size_t i = 0; i < ELEMENTSOF(sc_items); i++) {
+		free(*sc_field(sc, i));
+		*sc_field(sc, i) = NULL;
+	}
+}
+
 int snp_security_context_load_at(const char *root, const char *dir,
                                  struct snp_security_context *out, struct skr_error *err)
 {
-	struct snp_security_context sc = {0};
+	struct snp_security_context sc = {0}, env = {0};
+	const char *from = "files";
+	bool any_env = false;
 	int r;
 
 	memset(out, 0, sizeof(*out));
 	r = find_dir(root ? root : "/", dir, &sc.dir, err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < ELEMENTSOF(sc_items); i++) {
-		char **field = (char **)(void *)((char *)&sc + sc_items[i].offset);
-		const char *from = "file";
-
-		r = sc.dir ? read_item(sc.dir, &sc_items[i], field, err) : 0;
-		if (r >= 0 && !*field) {
-			r = env_item(&sc_items[i], field, err);
-			from = "environment";
-		}
+	for (size_t i = 0; sc.dir && i < ELEMENTSOF(sc_items); i++) {
+		r = read_item(sc.dir, &sc_items[i], sc_field(&sc, i), err);
 		if (r < 0) {
 			snp_security_context_clear(&sc);
 			return r;
 		}
-		if (*field)
-			log_debug("security context: %s from %s (%zu characters)", sc_items[i].file,
-			          from, strlen(*field));
 	}
+	/* The anchor's rule: no reference info from the files → the environment, as a set. */
+	if (!sc.reference_info_b64) {
+		for (size_t i = 0; i < ELEMENTSOF(sc_items); i++) {
+			r = env_item(&sc_items[i], sc_field(&env, i), err);
+			if (r < 0) {
+				snp_security_context_clear(&env);
+				snp_security_context_clear(&sc);
+				return r;
+			}
+			any_env = any_env || *sc_field(&env, i);
+		}
+		if (any_env) {
+			sc_values_clear(&sc);
+			for (size_t i = 0; i < ELEMENTSOF(sc_items); i++)
+				*sc_field(&sc, i) = TAKE_PTR(*sc_field(&env, i));
+			from = "environment";
+		}
+	}
+	for (size_t i = 0; i < ELEMENTSOF(sc_items); i++)
+		if (*sc_field(&sc, i))
+			log_debug("security context: %s from the %s (%zu characters)",
+			          sc_items[i].file, from, strlen(*sc_field(&sc, i)));
 	log_debug("security context: directory %s", sc.dir ? sc.dir : "(none)");
 	*out = sc;
 	return 0;

@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "cleanup.h"
+#include "fileio.h"
 #include "log.h"
 #include "snp_source_internal.h"
 
@@ -55,25 +57,7 @@ struct snp_source *snp_source_alloc(enum snp_source_kind kind, uint32_t vmpl)
 
 char *snp_source_path(const char *root, const char *rel)
 {
-	char *p = NULL;
-	size_t rlen;
-
-	if (!root || !*root)
-		root = "/";
-	rlen = strlen(root);
-	while (*rel == '/')
-		rel++;
-	if (asprintf(&p, "%s%s%s", root, root[rlen - 1] == '/' ? "" : "/", rel) < 0)
-		return NULL;
-	return p;
-}
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
+	return path_join(root && *root ? root : "/", rel);
 }
 
 /*
@@ -173,12 +157,12 @@ static int open_auto(struct snp_source *s, const char *root, struct skr_error *e
 	_cleanup_free_ char *sev_guest = snp_source_path(root, "dev/sev-guest");
 	_cleanup_free_ char *sev = snp_source_path(root, "dev/sev");
 
+	struct skr_error probe_err = {0};
+
 	if (!tsm_dir || !sev_guest || !sev)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 
 	if (path_exists(tsm_dir)) {
-		struct skr_error probe_err = {0};
-
 		s->kind = SNP_SOURCE_TSM;
 		if (snp_source_tsm_open(s, root, NULL, &probe_err) == 0)
 			return 0;
@@ -193,6 +177,13 @@ static int open_auto(struct snp_source *s, const char *root, struct skr_error *e
 		s->kind = SNP_SOURCE_SEV;
 		return snp_source_sev_open(s, sev, err);
 	}
+	/* configfs-tsm was there but refused us (EACCES, another provider): say why. */
+	if (probe_err.msg[0])
+		return skr_error_set(err, -ENODEV,
+		                     "no SEV-SNP device: /dev/sev-guest and /dev/sev absent, and "
+		                     "configfs-tsm is present but not usable (%s); set the "
+		                     "attestation source",
+		                     probe_err.msg);
 	return skr_error_set(err, -ENODEV,
 	                     "no SEV-SNP device: /dev/sev-guest, /dev/sev and configfs-tsm absent; "
 	                     "set the attestation source");

@@ -69,6 +69,9 @@ struct snp_ext_report_req {
 #define SNP_GET_DERIVED_KEY _IOWR(SNP_GUEST_REQ_IOC_TYPE, 0x1, struct snp_guest_request_ioctl)
 #define SNP_GET_EXT_REPORT _IOWR(SNP_GUEST_REQ_IOC_TYPE, 0x2, struct snp_guest_request_ioctl)
 
+/* exitinfo2 low half when the kernel refused a request without calling the firmware. */
+#define SNP_FW_ERR_NO_CALL 0xFFFFFFFFu
+
 #define SNP_GUEST_VMM_ERR_INVALID_LEN 1
 #define SNP_GUEST_VMM_ERR_BUSY 2
 
@@ -218,8 +221,10 @@ void snp_exitinfo2_describe(uint64_t exitinfo2, char *buf, size_t len);
 /*
  * The whole /dev/sev-guest exchange on @fd: SNP_GET_EXT_REPORT with a certificate buffer
  * (16 KiB, grown once to what the kernel asks for on INVALID_LEN, at most 64 KiB), falling back
- * to SNP_GET_REPORT when the kernel lacks EXT_REPORT; BUSY is retried a few times. @certs may
- * be NULL (then plain SNP_GET_REPORT).
+ * to SNP_GET_REPORT when the kernel lacks EXT_REPORT (ENOTTY) or refuses the request before
+ * any firmware call (EINVAL, fw_error 0xFFFFFFFF); BUSY is retried a few times. ENOTTY from
+ * GET_REPORT too is reported as a disabled VMPCK. @certs may be NULL (then plain
+ * SNP_GET_REPORT).
  */
 int snp_sev_guest_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t report_data[64],
                         uint32_t vmpl, uint8_t report[SNP_REPORT_SIZE],

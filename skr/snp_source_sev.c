@@ -43,7 +43,7 @@ int snp_sev_legacy_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t r
 		return skr_error_set(
 		        err, r,
 		        "ioctl SEV_SNP_GUEST_MSG_REPORT failed: %s; firmware error 0x%" PRIx32,
-		        strerror(-r), g.error);
+		        skr_strerror(r), g.error);
 	if (g.error)
 		return skr_error_set(
 		        err, -EIO, "SEV_SNP_GUEST_MSG_REPORT: firmware error 0x%" PRIx32, g.error);

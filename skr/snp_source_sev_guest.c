@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bytes.h"
 #include "cleanup.h"
 #include "log.h"
 #include "snp_source_internal.h"
@@ -39,11 +40,6 @@ void snp_report_req_build(struct snp_report_req *req, const uint8_t report_data[
 	memset(req, 0, sizeof(*req));
 	memcpy(req->user_data, report_data, sizeof(req->user_data));
 	req->vmpl = vmpl;
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
 }
 
 static const char *report_status_name(uint32_t status)
@@ -90,7 +86,7 @@ static const char *fw_error_name(uint32_t e)
 		return "INVALID_PARAM";
 	case SNP_REPORT_STATUS_INVALID_KEY:
 		return "INVALID_KEY";
-	case 0xFFFFFFFFu:
+	case SNP_FW_ERR_NO_CALL:
 		return "no firmware call made";
 	default:
 		return "firmware error";
@@ -121,14 +117,6 @@ void snp_exitinfo2_describe(uint64_t exitinfo2, char *buf, size_t len)
 	         fw_error_name(fw), vmm, vmm_error_name(vmm));
 }
 
-static void sleep_ms(unsigned ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
 int snp_sev_guest_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t report_data[64],
                         uint32_t vmpl, uint8_t report[SNP_REPORT_SIZE],
                         struct snp_cert_table *certs, struct skr_error *err)
@@ -148,7 +136,7 @@ int snp_sev_guest_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t re
 	for (;;) {
 		struct snp_guest_request_ioctl g = {.msg_version = SNP_MSG_VERSION};
 		unsigned long request;
-		uint32_t vmm;
+		uint32_t vmm, fw;
 		char why[128];
 
 		memset(&ext, 0, sizeof(ext));
@@ -175,6 +163,7 @@ int snp_sev_guest_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t re
 			break;
 
 		vmm = (uint32_t)(g.exitinfo2 >> 32);
+		fw = (uint32_t)g.exitinfo2;
 		if (vmm == SNP_GUEST_VMM_ERR_BUSY && busy < SNP_BUSY_RETRIES) {
 			/* The host's request queue is full (another vCPU): transient. */
 			busy++;
@@ -205,19 +194,35 @@ int snp_sev_guest_fetch(int fd, const struct snp_ioctl_ops *io, const uint8_t re
 			grown = true;
 			continue;
 		}
-		/* ENOTTY: no EXT_REPORT in this kernel; EINVAL: buffer size beyond its limit. */
-		if (use_ext && (r == -ENOTTY || r == -EINVAL)) {
+		/*
+		 * Worth a plain GET_REPORT: ENOTTY (this kernel has no EXT_REPORT; a kernel that
+		 * disabled the VMPCK answers ENOTTY too, told apart when GET_REPORT fails alike),
+		 * and EINVAL from the kernel itself before any firmware call (fw_error
+		 * 0xFFFFFFFF), e.g. a certificate buffer beyond its limit. EINVAL carrying a
+		 * firmware status is the firmware refusing the request (INVALID_PARAM: the VMPL):
+		 * GET_REPORT would be refused alike, and retrying would hide which call failed.
+		 */
+		if (use_ext && (r == -ENOTTY || (r == -EINVAL && fw == SNP_FW_ERR_NO_CALL))) {
 			log_debug(
 			        "/dev/sev-guest: SNP_GET_EXT_REPORT failed (%s), using GET_REPORT",
-			        strerror(-r));
+			        skr_strerror(r));
 			use_ext = false;
 			continue;
 		}
+		if (r == -ENOTTY)
+			return skr_error_set(
+			        err, r,
+			        "ioctl %s failed: the kernel refuses every guest request on this "
+			        "device: the guest's VMPCK was disabled after a failed message "
+			        "exchange (dmesg says \"VMPCK is disabled\"; the guest must be "
+			        "restarted), or the device is not an SEV-SNP guest device",
+			        request == SNP_GET_EXT_REPORT ? "SNP_GET_EXT_REPORT"
+			                                      : "SNP_GET_REPORT");
 		snp_exitinfo2_describe(g.exitinfo2, why, sizeof(why));
 		return skr_error_set(
 		        err, r, "ioctl %s failed: %s; %s%s",
 		        request == SNP_GET_EXT_REPORT ? "SNP_GET_EXT_REPORT" : "SNP_GET_REPORT",
-		        strerror(-r), why,
+		        skr_strerror(r), why,
 		        vmm == SNP_GUEST_VMM_ERR_BUSY ? " (host still busy after retries)" : "");
 	}
 
@@ -260,7 +265,7 @@ int snp_source_device_open(const char *dev, struct skr_error *err)
 		                     "read/write access to the device)",
 		                     dev);
 	default:
-		return skr_error_set(err, -errno, "%s: %s", dev, strerror(errno));
+		return skr_error_set(err, -errno, "%s: %s", dev, skr_strerror(errno));
 	}
 }
 

@@ -25,6 +25,8 @@
 #define TSM_PROVIDER_SEV "sev_guest"
 #define TSM_TEXT_MAX 64
 #define TSM_MKDIR_ATTEMPTS 8
+/* outblob is one report (1184 bytes); a little room lets a wrong size be named, not cut off. */
+#define TSM_OUTBLOB_MAX 4096
 
 /* Process-wide, so two sources in one process never pick the same entry name. */
 static atomic_uint tsm_counter;
@@ -59,7 +61,7 @@ static int entry_create(const char *report_dir, const struct snp_tsm_ops *ops, c
 			continue;
 		if (r < 0)
 			return skr_error_set(err, r, "configfs-tsm: mkdir %s: %s%s", path,
-			                     strerror(-r),
+			                     skr_strerror(r),
 			                     r == -EACCES || r == -EPERM ? " (run as root)" : "");
 		*out = TAKE_PTR(path);
 		return 0;
@@ -76,7 +78,7 @@ static void entry_remove(const struct snp_tsm_ops *ops, char **path)
 		return;
 	r = entry_rmdir(ops, *path);
 	if (r < 0)
-		log_warn("configfs-tsm: rmdir %s: %s (entry left behind)", *path, strerror(-r));
+		log_warn("configfs-tsm: rmdir %s: %s (entry left behind)", *path, skr_strerror(r));
 	free(*path);
 	*path = NULL;
 }
@@ -97,7 +99,7 @@ static int attr_read(const char *entry, const char *attr, size_t max, char **out
 		return skr_error_set(err, r, "configfs-tsm: %s is larger than %zu bytes", path,
 		                     max);
 	if (r < 0)
-		return skr_error_set(err, r, "configfs-tsm: reading %s: %s", path, strerror(-r));
+		return skr_error_set(err, r, "configfs-tsm: reading %s: %s", path, skr_strerror(r));
 	return 0;
 }
 
@@ -151,7 +153,7 @@ static int attr_write(const struct snp_tsm_ops *ops, const char *entry, const ch
 
 		if (r == -ENOENT)
 			return r;
-		return skr_error_set(err, r, "configfs-tsm: opening %s: %s", path, strerror(-r));
+		return skr_error_set(err, r, "configfs-tsm: opening %s: %s", path, skr_strerror(r));
 	}
 	do
 		n = write(fd, data, len);
@@ -161,11 +163,11 @@ static int attr_write(const struct snp_tsm_ops *ops, const char *entry, const ch
 
 		close(fd);
 		return skr_error_set(err, r, "configfs-tsm: writing %zu bytes to %s: %s", len, path,
-		                     n < 0 ? strerror(-r) : "short write");
+		                     n < 0 ? skr_strerror(r) : "short write");
 	}
 	if (close(fd) < 0)
 		return skr_error_set(err, -errno, "configfs-tsm: writing %s: %s", path,
-		                     strerror(errno));
+		                     skr_strerror(errno));
 	if (ops->attr_written)
 		ops->attr_written(entry, attr, ops->userdata);
 	return 0;
@@ -281,14 +283,25 @@ static int tsm_cycle(struct snp_source *s, const char *entry, const uint8_t repo
 		return r;
 
 	/* Reading outblob makes the kernel ask the firmware; its errors surface here. */
-	r = attr_read(entry, "outblob", SNP_CERTS_BUF_MAX, &outblob, &out_len, err);
+	r = attr_read(entry, "outblob", TSM_OUTBLOB_MAX, &outblob, &out_len, err);
 	if (r == -ENOENT)
 		return skr_error_set(err, r, "configfs-tsm: %s/outblob is missing", entry);
 	if (r < 0)
 		return r;
-	r = attr_read(entry, "auxblob", SNP_CERTS_BUF_MAX, &auxblob, &aux_len, err);
-	if (r < 0 && r != -ENOENT)
-		return r;
+	/*
+	 * The certificates are optional (THIM or KDS supply them otherwise): a host table too big
+	 * to be one is dropped like a missing one, not fatal to the report.
+	 */
+	{
+		struct skr_error aux_err = {0};
+
+		r = attr_read(entry, "auxblob", SNP_CERTS_BUF_MAX, &auxblob, &aux_len, &aux_err);
+		if (r == -EFBIG)
+			log_warn("%s; getting the report without the host's certificates",
+			         aux_err.msg);
+		else if (r < 0 && r != -ENOENT)
+			return skr_error_set(err, r, "%s", aux_err.msg);
+	}
 
 	/* Every write of ours bumps generation by one; more means someone else wrote too. */
 	r = attr_read_u64(entry, "generation", &gen_after, err);

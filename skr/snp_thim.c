@@ -15,9 +15,7 @@
 #include "cleanup.h"
 #include "json_util.h"
 #include "ossl.h"
-#include "skr.h"
-
-#define THIM_PEM_MARKER "-----BEGIN CERTIFICATE-----"
+#include "snp_cert_internal.h"
 
 /* A required, non-empty string holding at least one PEM certificate; duplicated into *out. */
 static int get_pem(json_object *root, const char *field, char **out, struct skr_error *err)
@@ -25,12 +23,14 @@ static int get_pem(json_object *root, const char *field, char **out, struct skr_
 	const char *v;
 	int r = json_get_string(root, field, true, &v, err);
 
-	if (r < 0)
-		return skr_error_prefix(err, "THIM: ");
-	if (!strstr(v, THIM_PEM_MARKER))
+	if (r < 0) {
+		skr_error_prefix(err, "THIM: ");
+		return r;
+	}
+	if (!strstr(v, SNP_PEM_CERT_MARKER))
 		return skr_error_set(err, -EINVAL,
 		                     "THIM: field '%s' does not hold a PEM certificate (no '%s')",
-		                     field, THIM_PEM_MARKER);
+		                     field, SNP_PEM_CERT_MARKER);
 	*out = strdup(v);
 	if (!*out)
 		return skr_error_set(err, -ENOMEM, "THIM: out of memory");
@@ -43,8 +43,10 @@ static int parse_tcbm(json_object *root, struct snp_thim *out, struct skr_error 
 	const char *v;
 	int r = json_get_string(root, "tcbm", true, &v, err);
 
-	if (r < 0)
-		return skr_error_prefix(err, "THIM: ");
+	if (r < 0) {
+		skr_error_prefix(err, "THIM: ");
+		return r;
+	}
 	if (strlen(v) != 16)
 		return skr_error_set(err, -EINVAL,
 		                     "THIM: field 'tcbm' must be 16 hex digits, got %zu characters",

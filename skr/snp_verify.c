@@ -20,6 +20,7 @@
 #include <openssl/evp.h>
 #include <openssl/x509v3.h>
 
+#include "bytes.h"
 #include "b64.h"
 #include "fileio.h"
 #include "ossl.h"
@@ -27,9 +28,6 @@
 
 /* AMD's published bundles are a few KiB; anything near this is not a certificate file. */
 #define TRUST_FILE_MAX (1024 * 1024)
-
-/* ECDSA P-384 r and s fields of the report (§1.1): 72 bytes each, little-endian. */
-#define SIG_FIELD_SIZE 72
 
 struct snp_trust_store {
 	STACK_OF(X509) * anchors;       /* self-signed ARKs */
@@ -81,8 +79,10 @@ int snp_trust_store_add_pem(struct snp_trust_store *ts, const char *pem, size_t 
 	if (!ts)
 		return skr_error_set(err, -EINVAL, "trust store: no store given");
 	r = snp_cert_read_pem(pem, len, &certs, err);
-	if (r < 0)
-		return skr_error_prefix(err, "trust store: ");
+	if (r < 0) {
+		skr_error_prefix(err, "trust store: ");
+		return r;
+	}
 
 	while (sk_X509_num(certs) > 0) {
 		X509 *cert = sk_X509_shift(certs);
@@ -112,10 +112,12 @@ int snp_trust_store_add_file(struct snp_trust_store *ts, const char *path, struc
 	r = read_file(path, TRUST_FILE_MAX, &pem, &len);
 	if (r < 0)
 		return skr_error_set(err, r, "trust store: cannot read '%s': %s", path,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	r = snp_trust_store_add_pem(ts, pem, len, err);
-	if (r < 0)
-		return skr_error_prefix(err, "%s: ", path);
+	if (r < 0) {
+		skr_error_prefix(err, "%s: ", path);
+		return r;
+	}
 	return 0;
 }
 
@@ -219,12 +221,23 @@ static int check_validity(X509 *cert, const char *name, struct skr_error *err)
 	return 0;
 }
 
-static bool all_zero(const uint8_t *p, size_t len)
+int snp_cert_chain_verify_trusted(const struct snp_cert_chain *chain,
+                                  const struct snp_trust_store *trust, struct skr_error *err)
 {
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
+	X509 *ask = NULL;
+	int r;
+
+	if (!chain || !trust)
+		return skr_error_set(err, -EINVAL, "certificate chain: no chain or trust store");
+	if (!chain->leaf)
+		return skr_error_set(err, -EINVAL, "certificate chain has no VCEK or VLEK");
+	r = verify_chain(chain, trust, &ask, err);
+	if (r < 0)
+		return r;
+	r = check_validity(chain->leaf, chain->leaf_is_vlek ? "VLEK" : "VCEK", err);
+	if (r < 0)
+		return r;
+	return check_validity(ask, chain->leaf_is_vlek ? "ASVK" : "ASK", err);
 }
 
 /* ECDSA P-384 SHA-384 over bytes 0x000..0x29F, r/s from little-endian fields (§1.1). */
@@ -234,8 +247,8 @@ static int verify_report_signature(const uint8_t *report, const struct snp_repor
 	_cleanup_(ECDSA_SIG_freep) ECDSA_SIG *sig = ECDSA_SIG_new();
 	_cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *md = EVP_MD_CTX_new();
 	_cleanup_free_ unsigned char *der = NULL;
-	BIGNUM *br = BN_lebin2bn(r->signature_r, SIG_FIELD_SIZE, NULL);
-	BIGNUM *bs = BN_lebin2bn(r->signature_s, SIG_FIELD_SIZE, NULL);
+	BIGNUM *br = BN_lebin2bn(r->signature_r, SNP_SIG_FIELD_SIZE, NULL);
+	BIGNUM *bs = BN_lebin2bn(r->signature_s, SNP_SIG_FIELD_SIZE, NULL);
 	EVP_PKEY *key = X509_get0_pubkey(leaf);
 	int der_len, ok;
 

@@ -22,6 +22,7 @@
 #include <openssl/rsa.h>
 #include <openssl/x509v3.h>
 
+#include "bytes.h"
 #include "b64.h"
 #include "fileio.h"
 #include "json_util.h"
@@ -30,9 +31,6 @@
 #include "secret.h"
 #include "snp_cert_internal.h"
 
-DEFINE_CLEANUP_FUNC(ASN1_OBJECT *, ASN1_OBJECT_free)
-DEFINE_CLEANUP_FUNC(ASN1_OCTET_STRING *, ASN1_OCTET_STRING_free)
-DEFINE_CLEANUP_FUNC(ASN1_IA5STRING *, ASN1_IA5STRING_free)
 DEFINE_CLEANUP_FUNC(X509_EXTENSION *, X509_EXTENSION_free)
 DEFINE_CLEANUP_FUNC(X509_NAME *, X509_NAME_free)
 
@@ -41,10 +39,7 @@ DEFINE_CLEANUP_FUNC(X509_NAME *, X509_NAME_free)
 /* AMD's ARK/ASK live 25 years, VCEKs about 7 (§3.2). */
 #define ROOT_DAYS (25 * 365)
 #define LEAF_DAYS (7 * 365)
-/* AMD's PSS salt length (§3.2). */
-#define PSS_SALT_LEN 48
 #define RSA_BITS 4096
-#define SIG_FIELD_SIZE 72
 
 struct snp_virtual {
 	struct snp_virtual_params params;
@@ -62,14 +57,6 @@ void snp_virtual_params_default(struct snp_virtual_params *p)
 	        .policy = SNP_POLICY_SMT | SNP_POLICY_RESERVED_1,
 	        .tcb = {.bootloader = 3, .tee = 0, .snp = 8, .microcode = 115},
 	};
-}
-
-static bool all_zero(const uint8_t *p, size_t len)
-{
-	for (size_t i = 0; i < len; i++)
-		if (p[i])
-			return false;
-	return true;
 }
 
 static const char *leaf_file(bool vlek)
@@ -239,7 +226,7 @@ static int sign_pss(X509 *cert, EVP_PKEY *key)
 
 	if (!md || EVP_DigestSignInit(md, &pctx, EVP_sha384(), NULL, key) != 1 ||
 	    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
-	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, PSS_SALT_LEN) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, SNP_AMD_PSS_SALT_LEN) <= 0 ||
 	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha384()) <= 0)
 		return -EINVAL;
 	return X509_sign_ctx(cert, md) > 0 ? 0 : -EINVAL;
@@ -325,7 +312,7 @@ static int write_in(const char *dir, const char *name, const void *data, size_t 
 	r = write_file_atomic(path, data, len, 0600);
 	if (r < 0)
 		return skr_error_set(err, r, "virtual platform: writing '%s': %s", path,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	return 0;
 }
 
@@ -438,10 +425,13 @@ static int prepare_dir(const char *dir, struct skr_error *err)
 
 	if (r < 0)
 		return skr_error_set(err, r, "virtual platform: cannot create '%s': %s", dir,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	d = opendir(dir);
-	if (!d)
-		return skr_error_set(err, -errno, "virtual platform: cannot open '%s': %m", dir);
+	if (!d) {
+		r = -errno;
+		return skr_error_set(err, r, "virtual platform: cannot open '%s': %s", dir,
+		                     skr_strerror(r));
+	}
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0) {
 			empty = false;
@@ -466,7 +456,7 @@ int snp_virtual_create(const char *dir, const struct snp_virtual_params *params,
 	const char *product;
 	int r;
 
-	if (!dir || !params)
+	if (!dir || !*dir || !params)
 		return skr_error_set(err, -EINVAL, "virtual platform: no directory or parameters");
 	p = *params;
 	r = check_params(&p, err);
@@ -533,7 +523,7 @@ static int read_in(const char *dir, const char *name, char **out, size_t *len,
 	r = read_file(path, FILE_MAX, out, len);
 	if (r < 0)
 		return skr_error_set(err, r, "virtual platform: cannot read '%s': %s", path,
-		                     strerror(-r));
+		                     skr_strerror(r));
 	return 0;
 }
 
@@ -547,8 +537,10 @@ static int read_cert(const char *dir, const char *name, X509 **out, struct skr_e
 	if (r < 0)
 		return r;
 	r = snp_cert_read_pem(pem, len, &certs, err);
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", name);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", name);
+		return r;
+	}
 	if (sk_X509_num(certs) != 1)
 		return skr_error_set(err, -EINVAL,
 		                     "virtual platform: %s holds %d certificates, not 1", name,
@@ -557,17 +549,11 @@ static int read_cert(const char *dir, const char *name, X509 **out, struct skr_e
 	return 0;
 }
 
-static int no_password(char *buf, int size, int rwflag, void *u)
-{
-	return -1;
-}
-
 static int read_key(const char *dir, const char *name, EVP_PKEY **out, struct skr_error *err)
 {
 	_cleanup_free_ char *path = path_join(dir, name);
-	_cleanup_(BIO_free_allp) BIO *bio = NULL;
-	char *pem = NULL;
-	size_t len;
+	_cleanup_secret_ struct secret *pem = NULL;
+	BIO *bio;
 	struct stat st;
 	int r;
 
@@ -576,13 +562,15 @@ static int read_key(const char *dir, const char *name, EVP_PKEY **out, struct sk
 	if (stat(path, &st) == 0 && (st.st_mode & 077))
 		log_warn("virtual platform: %s is readable by group or others (mode %03o)", path,
 		         (unsigned)(st.st_mode & 0777));
-	r = read_file(path, FILE_MAX, &pem, &len);
+	/* The PEM is key material: read into locked memory that is erased when freed. */
+	r = read_file_secret(path, FILE_MAX, &pem);
 	if (r < 0)
 		return skr_error_set(err, r, "virtual platform: cannot read '%s': %s", path,
-		                     strerror(-r));
-	bio = BIO_new_mem_buf(pem, (int)len);
-	*out = bio ? PEM_read_bio_PrivateKey(bio, NULL, no_password, NULL) : NULL;
-	secure_free(pem, len);
+		                     skr_strerror(r));
+	/* A read-only memory BIO reads @pem in place: it must be gone before @pem is. */
+	bio = BIO_new_mem_buf(pem->data, (int)pem->len);
+	*out = bio ? PEM_read_bio_PrivateKey(bio, NULL, ossl_no_password, NULL) : NULL;
+	BIO_free(bio);
 	if (!*out)
 		return ossl_error_set(err, -EINVAL,
 		                      "virtual platform: private key file unreadable");
@@ -616,8 +604,10 @@ static int get_hex(json_object *o, const char *key, uint8_t *out, size_t len, st
 	const char *s;
 	int r = json_get_string(o, key, true, &s, err);
 
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+		return r;
+	}
 	if (hex_decode(s, strlen(s), out, len) < 0)
 		return skr_error_set(err, -EINVAL,
 		                     "virtual platform %s: field '%s' must be %zu hex digits",
@@ -645,8 +635,10 @@ static int load_params(const char *dir, struct snp_virtual_params *p, struct skr
 	*p = (struct snp_virtual_params){0};
 
 	r = json_get_string(o, "product", true, &s, err);
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+		return r;
+	}
 	if (snp_product_from_string(s, &p->product) < 0)
 		return skr_error_set(
 		        err, -EINVAL,
@@ -658,8 +650,10 @@ static int load_params(const char *dir, struct snp_virtual_params *p, struct skr
 	p->report_version = v;
 
 	r = json_get_string(o, "policy", true, &s, err);
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+		return r;
+	}
 	errno = 0;
 	p->policy = strtoull(s, &end, 16);
 	if (!*s || *end || errno || strlen(s) > 16 ||
@@ -669,8 +663,10 @@ static int load_params(const char *dir, struct snp_virtual_params *p, struct skr
 		                     PLATFORM_JSON, s);
 
 	r = json_get_object(o, "tcb", true, &tcb, err);
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+		return r;
+	}
 	{
 		const struct {
 			const char *key;
@@ -698,8 +694,10 @@ static int load_params(const char *dir, struct snp_virtual_params *p, struct skr
 	if (r < 0)
 		return r;
 	r = json_get_bool(o, "vlek", true, &p->vlek, err);
-	if (r < 0)
-		return skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+	if (r < 0) {
+		skr_error_prefix(err, "virtual platform %s: ", PLATFORM_JSON);
+		return r;
+	}
 	return check_params(p, err);
 }
 
@@ -731,7 +729,7 @@ int snp_virtual_open(const char *dir, struct snp_virtual **out, struct skr_error
 	struct snp_cert_chain chain;
 	int r;
 
-	if (!dir || !out)
+	if (!dir || !*dir || !out)
 		return skr_error_set(err, -EINVAL, "virtual platform: no directory given");
 	v = calloc(1, sizeof(*v));
 	if (!v)
@@ -811,8 +809,8 @@ static int sign_report(EVP_PKEY *key, const uint8_t *buf, struct snp_report *r,
 	if (!sig)
 		return ossl_error_set(err, -EIO, "virtual platform: decoding the report signature");
 	ECDSA_SIG_get0(sig, &br, &bs);
-	if (BN_bn2lebinpad(br, r->signature_r, SIG_FIELD_SIZE) != SIG_FIELD_SIZE ||
-	    BN_bn2lebinpad(bs, r->signature_s, SIG_FIELD_SIZE) != SIG_FIELD_SIZE)
+	if (BN_bn2lebinpad(br, r->signature_r, SNP_SIG_FIELD_SIZE) != SNP_SIG_FIELD_SIZE ||
+	    BN_bn2lebinpad(bs, r->signature_s, SNP_SIG_FIELD_SIZE) != SNP_SIG_FIELD_SIZE)
 		return skr_error_set(err, -EIO,
 		                     "virtual platform: signature does not fit 72 bytes");
 	return 0;

@@ -11,6 +11,7 @@
 
 #include "b64.h"
 #include "cleanup.h"
+#include "secret.h"
 
 struct b64_case {
 	const char *plain;
@@ -85,6 +86,12 @@ static void test_decode_rejects(void **state)
 	        {"+_8=", B64_ACCEPT_ANY},                 /* mixed alphabets */
 	        {"Zg", B64_ACCEPT_STD | B64_REQUIRE_PAD}, /* Go StdEncoding needs padding */
 	        {"Zm9v*", B64_ACCEPT_ANY},                /* not base64 at all */
+	        /* Non-canonical: bits after the data in the last character (RFC 4648 §3.5). */
+	        {"QR==", B64_ACCEPT_ANY},   /* "A" is "QQ==" */
+	        {"QR", B64_ACCEPT_URL},     /* ... also without padding */
+	        {"QUJ=", B64_ACCEPT_ANY},   /* "AB" is "QUI=" */
+	        {"Zm9vYh", B64_ACCEPT_ANY}, /* "foob" is "Zm9vYg" */
+	        {"-_9=", B64_ACCEPT_ANY},   /* 0xfb 0xff is "-_8=" */
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(bad); i++) {
@@ -95,6 +102,56 @@ static void test_decode_rejects(void **state)
 		                 -EINVAL);
 		assert_null(out);
 	}
+}
+
+/* Every last character for one and two trailing bytes: exactly the canonical ones decode. */
+static void test_decode_canonical_only(void **state)
+{
+	static const char alphabet[] =
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	unsigned accepted2 = 0, accepted3 = 0;
+
+	for (int v = 0; v < 64; v++) {
+		char two[5] = {'Q', alphabet[v], '=', '=', 0},
+		     three[5] = {'Q', 'U', alphabet[v], '=', 0};
+		uint8_t *out = NULL;
+		size_t len;
+		int r;
+
+		r = b64_decode(two, 4, B64_ACCEPT_ANY, &out, &len);
+		assert_int_equal(r, (v & 0x0F) ? -EINVAL : 0);
+		accepted2 += r == 0;
+		free(out);
+		out = NULL;
+		r = b64_decode(three, 4, B64_ACCEPT_ANY, &out, &len);
+		assert_int_equal(r, (v & 0x03) ? -EINVAL : 0);
+		accepted3 += r == 0;
+		free(out);
+	}
+	/* 4 values of the 2-bit remainder after one byte, 16 of the 4-bit one after two bytes. */
+	assert_int_equal(accepted2, 4);
+	assert_int_equal(accepted3, 16);
+}
+
+static void test_decode_secret(void **state)
+{
+	struct secret *s = NULL;
+
+	assert_int_equal(b64_decode_secret("Zm9vYmE", 7, B64_ACCEPT_URL, &s), 0);
+	assert_non_null(s);
+	assert_int_equal(s->len, 5);
+	assert_memory_equal(s->data, "fooba", 5);
+	assert_int_equal(s->data[5], 0);
+	secret_free(s);
+	s = NULL;
+	assert_int_equal(b64_decode_secret("", 0, B64_ACCEPT_ANY, &s), 0);
+	assert_int_equal(s->len, 0);
+	secret_free(s);
+	s = NULL;
+	assert_int_equal(b64_decode_secret("QR==", 4, B64_ACCEPT_ANY, &s), -EINVAL);
+	assert_null(s);
+	assert_int_equal(b64_decode_secret("Zm9v\n", 5, B64_ACCEPT_ANY, &s), -EINVAL);
+	assert_null(s);
 }
 
 static void test_roundtrip_all_bytes(void **state)
@@ -143,6 +200,8 @@ int main(void)
 	        cmocka_unit_test(test_encode_vectors),
 	        cmocka_unit_test(test_decode_vectors),
 	        cmocka_unit_test(test_decode_rejects),
+	        cmocka_unit_test(test_decode_canonical_only),
+	        cmocka_unit_test(test_decode_secret),
 	        cmocka_unit_test(test_roundtrip_all_bytes),
 	        cmocka_unit_test(test_hex),
 	};

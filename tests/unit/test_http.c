@@ -65,6 +65,18 @@ static int setup_http(void **state)
 	return 0;
 }
 
+/* TLS with the test CA: what any request carrying an Authorization header needs. */
+static int setup_https(void **state)
+{
+	struct fixture *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	assert_int_equal(test_http_server_start(true, &f->srv), 0);
+	f->client = client_new(test_http_server_ca_file(f->srv), 5000, 3);
+	*state = f;
+	return 0;
+}
+
 static int teardown(void **state)
 {
 	struct fixture *f = *state;
@@ -552,6 +564,32 @@ static void test_logs_hold_no_secrets(void **state)
 	assert_null(strstr(cap.buf, "SECRET"));
 }
 
+/* A bearer token never travels over plain HTTP: refused before any connection is made. */
+static void test_authorization_needs_https(void **state)
+{
+	struct fixture *f = *state;
+	_cleanup_free_ char *url = url_of(f, "/metadata/identity/oauth2/token?resource=x");
+	static const char *const bearer[] = {"Metadata: true", "authorization: Bearer TOK-SECRET",
+	                                     NULL};
+	static const char *const metadata[] = {"Metadata: true", NULL};
+	struct http_response resp = {0};
+	struct skr_error err = {0};
+
+	assert_int_equal(http_request(f->client, "GET", url, bearer, NULL, 0, 0, &resp, &err),
+	                 -EPERM);
+	assert_non_null(strstr(err.msg, "Authorization header over plain http://"));
+	assert_null(strstr(err.msg, "SECRET"));
+	assert_null(resp.body);
+	assert_int_equal(test_http_server_request_count(f->srv), 0);
+
+	/* The same URL without the credential (the IMDS token request itself) is fine. */
+	test_http_server_reply(f->srv, "/metadata/identity/oauth2/token", 200, NULL, "{}");
+	assert_int_equal(http_request(f->client, "GET", url, metadata, NULL, 0, 0, &resp, NULL), 0);
+	assert_int_equal(resp.status, 200);
+	http_response_clear(&resp);
+	assert_int_equal(test_http_server_request_count(f->srv), 1);
+}
+
 /* ---- several threads share one client ---- */
 
 struct worker {
@@ -634,7 +672,9 @@ int main(void)
 	        cmocka_unit_test_setup_teardown(test_body_too_big, setup_http, teardown),
 	        cmocka_unit_test_setup_teardown(test_bad_arguments, setup_http, teardown),
 	        cmocka_unit_test_setup_teardown(test_no_redirects, setup_http, teardown),
-	        cmocka_unit_test_setup_teardown(test_logs_hold_no_secrets, setup_http, teardown),
+	        cmocka_unit_test_setup_teardown(test_logs_hold_no_secrets, setup_https, teardown),
+	        cmocka_unit_test_setup_teardown(test_authorization_needs_https, setup_http,
+	                                        teardown),
 	        cmocka_unit_test_setup_teardown(test_threads_share_client, setup_http, teardown),
 	        cmocka_unit_test(test_connection_refused),
 	        cmocka_unit_test(test_https_right_ca),

@@ -3,12 +3,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <string.h>
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "fileio.h"
 #include "secret.h"
 #include "skr_error.h"
 
@@ -104,6 +107,72 @@ static void test_error_prefix_never_succeeds(void **state)
 	assert_true(skr_error_prefix(&err, "step: ") < 0);
 }
 
+/* Key files land in locked memory in one piece, whatever their size relative to a page. */
+static void test_read_file_secret(void **state)
+{
+	static const size_t sizes[] = {0, 1, 4095, 4096, 4097, 9000};
+	char dir[] = "/tmp/test-secret-XXXXXX";
+	char path[64];
+	struct secret *s = NULL;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/key.pem", dir);
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t n = sizes[i];
+		char *data = malloc(n + 1);
+
+		assert_non_null(data);
+		for (size_t k = 0; k < n; k++)
+			data[k] = (char)('a' + k % 26);
+		assert_int_equal(write_file_atomic(path, data, n, 0600), 0);
+		assert_int_equal(read_file_secret(path, 16384, &s), 0);
+		assert_int_equal(s->len, n);
+		assert_memory_equal(s->data, data, n);
+		assert_int_equal(s->data[n], 0);
+		secret_free(s);
+		s = NULL;
+		/* Over the limit: -EFBIG, nothing returned. */
+		if (n > 0) {
+			assert_int_equal(read_file_secret(path, n - 1, &s), -EFBIG);
+			assert_null(s);
+		}
+		free(data);
+	}
+	assert_int_equal(read_file_secret(dir, 16384, &s), -EINVAL); /* a directory */
+	unlink(path);
+	assert_int_equal(read_file_secret(path, 16384, &s), -ENOENT);
+	assert_null(s);
+	rmdir(dir);
+}
+
+/* One path joiner for everyone: exactly one '/', and "" is never the root. */
+static void test_path_join(void **state)
+{
+	static const struct {
+		const char *dir, *name, *expect;
+	} cases[] = {
+	        {"/", "dev/sev", "/dev/sev"},
+	        {"/", "/dev/sev", "/dev/sev"},
+	        {"/tmp/", "x", "/tmp/x"},
+	        {"/tmp//", "//x", "/tmp/x"},
+	        {"rel", "x", "rel/x"},
+	        {"//", "x", "/x"},
+	        {"/a", "", "/a/"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *p = path_join(cases[i].dir, cases[i].name);
+
+		assert_non_null(p);
+		assert_string_equal(p, cases[i].expect);
+		free(p);
+	}
+	assert_null(path_join("", "x"));
+	assert_int_equal(mkdir_p("", 0700), -EINVAL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -112,6 +181,8 @@ int main(void)
 	        cmocka_unit_test(test_secret_is_locked_when_allowed),
 	        cmocka_unit_test(test_error_keeps_first_reason),
 	        cmocka_unit_test(test_error_prefix_never_succeeds),
+	        cmocka_unit_test(test_read_file_secret),
+	        cmocka_unit_test(test_path_join),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -478,7 +479,8 @@ static void test_cache_serves_and_recovers(void **state)
 	struct snp_cert_chain *chain = NULL;
 	struct snp_certcache_config cfg = {.type = SNP_CERTCACHE_AMD,
 	                                   .endpoint = test_http_server_url(W->http),
-	                                   .cache_dir = dir};
+	                                   .cache_dir = dir,
+	                                   .trust = W->trust}; /* the platform's ARK */
 	struct test_http_reply down = {.status = 500, .body = "down", .sticky = true};
 	struct skr_error err = {0};
 	char chip[129];
@@ -538,11 +540,225 @@ static void test_cache_miss_with_server_down(void **state)
 	(void)state;
 	test_http_server_push(W->http, &down);
 	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
-	assert_int_equal(snp_cert_fetcher_get(f, &W->report, &chain, &err), -EPROTO);
+	assert_int_equal(snp_cert_fetcher_get(f, &W->report, &chain, &err), -EAGAIN);
 	assert_null(chain);
 	assert_non_null(strstr(err.msg, "503"));
 	/* Three attempts, as the anchor's policy. */
 	assert_int_equal(test_http_server_request_count(W->http), 3);
+}
+
+/* Statuses map to errnos a caller can act on (style.md: -EPROTO is a malformed answer). */
+static void test_fetch_status_errnos(void **state)
+{
+	static const struct {
+		unsigned status;
+		int expect;
+		const char *mention;
+	} cases[] = {
+	        {404, -ENOENT, "no certificate for this chip and TCB"},
+	        {401, -EACCES, "access refused"},
+	        {403, -EACCES, "access refused"},
+	        {429, -EAGAIN, "rate limited"},
+	        {503, -EAGAIN, "try again later"},
+	        {500, -EAGAIN, "HTTP 500"},
+	        {418, -EPROTO, "HTTP 418"},
+	        {301, -EPROTO, "HTTP 301"},
+	};
+	_cleanup_(snp_cert_fetcher_freep) struct snp_cert_fetcher *f = NULL;
+	struct snp_certcache_config cfg = {.type = SNP_CERTCACHE_AZCACHE,
+	                                   .endpoint = test_http_server_url(W->http)};
+	struct skr_error err = {0};
+
+	(void)state;
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		struct test_http_reply rep = {.status = cases[i].status,
+		                              .headers = "Retry-After: 0",
+		                              .body = "no",
+		                              .sticky = true};
+		struct snp_cert_chain *chain = NULL;
+
+		test_http_server_reset(W->http);
+		test_http_server_push(W->http, &rep);
+		skr_error_clear(&err);
+		if (snp_cert_fetcher_get(f, &W->report, &chain, &err) != cases[i].expect ||
+		    !strstr(err.msg, cases[i].mention))
+			fail_msg("HTTP %u: %d '%s'", cases[i].status, err.code, err.msg);
+		assert_null(chain);
+	}
+}
+
+/*
+ * A VERSION 2 report cannot tell Genoa from Milan: with no product configured, KDS's 404 for
+ * Milan is followed by one Genoa request; with the product configured, Genoa is asked at once.
+ */
+static void test_fetch_amd_v2_genoa(void **state)
+{
+	_cleanup_free_ char *genoa_path = NULL, *milan_prefix = NULL;
+	struct snp_certcache_config cfg = {.type = SNP_CERTCACHE_AMD,
+	                                   .endpoint = test_http_server_url(W->http)};
+	struct snp_report v2 = W->report;
+	struct snp_cert_chain *chain = NULL;
+	struct snp_cert_fetcher *f = NULL;
+	struct skr_error err = {0};
+	char chip[129];
+
+	(void)state;
+	v2.version = 2;
+	v2.cpuid_fam_id = v2.cpuid_mod_id = v2.cpuid_step = 0;
+	hex_encode(v2.chip_id, 64, chip);
+	assert_true(asprintf(&genoa_path, "/vcek/v1/Genoa/%s", chip) > 0);
+	assert_true(asprintf(&milan_prefix, "/vcek/v1/Milan/%s?", chip) > 0);
+	for (int configured = 0; configured <= 1; configured++) {
+		struct test_http_reply vcek = {.path = genoa_path,
+		                               .content_type = "application/octet-stream",
+		                               .body = W->vcek_der,
+		                               .body_len = W->vcek_der_len};
+		size_t first;
+
+		test_http_server_reset(W->http);
+		test_http_server_push(W->http, &vcek);
+		test_http_server_reply(W->http, "/vcek/v1/Genoa/cert_chain", 200, NULL,
+		                       W->ask_ark_pem);
+		cfg.product = configured ? SNP_PRODUCT_GENOA : SNP_PRODUCT_UNKNOWN;
+		assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+		if (snp_cert_fetcher_get(f, &v2, &chain, &err) < 0)
+			fail_msg("v2 Genoa (configured %d): %s", configured, err.msg);
+		assert_true(snp_cert_chain_is_complete(chain));
+		snp_cert_chain_free(chain);
+		chain = NULL;
+		snp_cert_fetcher_free(f);
+
+		first = configured ? 0 : 1;
+		assert_int_equal(test_http_server_request_count(W->http), first + 2);
+		if (!configured)
+			assert_int_equal(strncmp(test_http_server_request(W->http, 0)->target,
+			                         milan_prefix, strlen(milan_prefix)),
+			                 0);
+		assert_string_equal(test_http_server_request(W->http, first)->path, genoa_path);
+		assert_string_equal(test_http_server_request(W->http, first + 1)->path,
+		                    "/vcek/v1/Genoa/cert_chain");
+	}
+
+	/* Neither line knows the chip: the Milan 404 is reported, after exactly two tries. */
+	test_http_server_reset(W->http);
+	cfg.product = SNP_PRODUCT_UNKNOWN;
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	skr_error_clear(&err);
+	assert_int_equal(snp_cert_fetcher_get(f, &v2, &chain, &err), -ENOENT);
+	assert_non_null(strstr(err.msg, "/vcek/v1/Milan/"));
+	assert_int_equal(test_http_server_request_count(W->http), 2);
+	snp_cert_fetcher_free(f);
+
+	/* A v3 Milan report is never retried as Genoa. */
+	test_http_server_reset(W->http);
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	assert_int_equal(snp_cert_fetcher_get(f, &W->report, &chain, &err), -ENOENT);
+	assert_int_equal(test_http_server_request_count(W->http), 1);
+	snp_cert_fetcher_free(f);
+
+	cfg.product = (enum snp_product)9;
+	skr_error_clear(&err);
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "product"));
+}
+
+static size_t dir_count(const char *dir)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	size_t n = 0;
+
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/*
+ * With AMD's built-in ARKs (the default), the virtual platform's chain is untrusted: it is
+ * handed out (its verifier will refuse it) but never written to the cache, and a cache entry
+ * that does not verify is deleted and refetched rather than served.
+ */
+static void test_cache_only_trusted_chains(void **state)
+{
+	_cleanup_free_ char *dir = new_cache_dir("cache-untrusted"), *file = NULL, *name = NULL;
+	_cleanup_(snp_cert_fetcher_freep) struct snp_cert_fetcher *f = NULL;
+	struct snp_cert_chain *chain = NULL;
+	struct snp_certcache_config cfg = {.type = SNP_CERTCACHE_AMD,
+	                                   .endpoint = test_http_server_url(W->http),
+	                                   .cache_dir = dir};
+	struct skr_error err = {0};
+	char chip[129];
+	const char *pem = snp_virtual_chain_pem(W->platform);
+
+	(void)state;
+	hex_encode(W->report.chip_id, 64, chip);
+	assert_true(asprintf(&name, "amd-Milan-%s-%016" PRIx64 ".pem", chip,
+	                     W->report.reported_tcb) > 0);
+	file = path_join(dir, name);
+
+	script_kds(W->http);
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	if (snp_cert_fetcher_get(f, &W->report, &chain, &err) < 0)
+		fail_msg("fetch: %s", err.msg);
+	assert_chain_verifies(chain); /* against the platform's ARK, as MAA would judge it */
+	snp_cert_chain_free(chain);
+	assert_int_equal(dir_count(dir), 0);
+
+	/* Planted (or left from a run with other roots): deleted, and the network asked. */
+	assert_int_equal(write_file_atomic(file, pem, strlen(pem), 0600), 0);
+	test_http_server_reset(W->http);
+	script_kds(W->http);
+	assert_int_equal(snp_cert_fetcher_get(f, &W->report, &chain, &err), 0);
+	snp_cert_chain_free(chain);
+	assert_int_equal(test_http_server_request_count(W->http), 2);
+	assert_int_equal(access(file, F_OK), -1);
+	assert_int_equal(dir_count(dir), 0);
+}
+
+/* Whoever can write to cache_dir chooses the certificates: it must be ours, closed to others. */
+static void test_cache_dir_must_be_private(void **state)
+{
+	_cleanup_free_ char *dir = new_cache_dir("cache-private");
+	struct snp_cert_fetcher *f = NULL;
+	struct snp_certcache_config cfg = {.type = SNP_CERTCACHE_AMD, .cache_dir = dir};
+	struct skr_error err = {0};
+
+	(void)state;
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	snp_cert_fetcher_free(f);
+
+	for (mode_t m = 0; m <= 1; m++) {
+		assert_int_equal(chmod(dir, m ? 0757 : 0770), 0);
+		skr_error_clear(&err);
+		assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), -EPERM);
+		assert_null(f);
+		assert_non_null(strstr(err.msg, "writable by group or others"));
+	}
+	assert_int_equal(chmod(dir, 0755), 0); /* readable by others is fine */
+	assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), 0);
+	snp_cert_fetcher_free(f);
+
+	/* Another owner (only root can arrange that here). */
+	if (geteuid() == 0) {
+		assert_int_equal(chown(dir, 4242, (gid_t)-1), 0);
+		skr_error_clear(&err);
+		assert_int_equal(snp_cert_fetcher_new(&cfg, &f, &err), -EPERM);
+		assert_non_null(strstr(err.msg, "belongs to uid 4242"));
+		assert_int_equal(chown(dir, 0, (gid_t)-1), 0);
+	}
+
+	/* Not a directory. */
+	assert_int_equal(rmdir(dir), 0);
+	assert_int_equal(write_file_atomic(dir, "x", 1, 0600), 0);
+	skr_error_clear(&err);
+	assert_true(snp_cert_fetcher_new(&cfg, &f, &err) < 0);
+	assert_null(f);
+	assert_int_equal(unlink(dir), 0);
 }
 
 static void test_fetcher_config_errors(void **state)
@@ -599,6 +815,10 @@ int main(void)
 	        cmocka_unit_test_setup(test_fetch_azcache, reset_servers),
 	        cmocka_unit_test_setup(test_cache_serves_and_recovers, reset_servers),
 	        cmocka_unit_test_setup(test_cache_miss_with_server_down, reset_servers),
+	        cmocka_unit_test_setup(test_fetch_status_errnos, reset_servers),
+	        cmocka_unit_test_setup(test_fetch_amd_v2_genoa, reset_servers),
+	        cmocka_unit_test_setup(test_cache_only_trusted_chains, reset_servers),
+	        cmocka_unit_test_setup(test_cache_dir_must_be_private, reset_servers),
 	        cmocka_unit_test_setup(test_fetcher_config_errors, reset_servers),
 	};
 

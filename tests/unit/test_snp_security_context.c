@@ -71,6 +71,15 @@ static void write_text(const char *root, const char *rel, const char *text, size
 	assert_int_equal(write_file_atomic(p, text, len, 0600), 0);
 }
 
+static char *dir_file(const char *dir, const char *name)
+{
+	static char buf[4096];
+	_cleanup_free_ char *p = path_join(dir, name);
+
+	snprintf(buf, sizeof(buf), "%s", p);
+	return buf;
+}
+
 #define WRITE(root, rel, s) write_text(root, rel, s, strlen(s))
 
 static void test_explicit_dir_reads_and_trims(void **state)
@@ -94,7 +103,52 @@ static void test_explicit_dir_reads_and_trims(void **state)
 	snp_security_context_clear(&sc);
 }
 
-static void test_files_take_precedence_over_env(void **state)
+/* One source for all three values: the files, or the environment as a set (§3.4). */
+static void test_files_or_env_as_a_set(void **state)
+{
+	const char *root = *state;
+	_cleanup_free_ char *dir = mkpath(root, "ctx");
+	_cleanup_free_ char *ref = mkpath(root, "ctx/reference-info-base64");
+	struct snp_security_context sc;
+	struct skr_error err = {0};
+
+	make_dir(root, "ctx");
+	WRITE(root, "ctx/security-policy-base64", "ZmlsZQ==\n");
+	WRITE(root, "ctx/host-amd-cert-base64", "  \n"); /* empty = absent */
+	WRITE(root, "ctx/reference-info-base64", "cmVm\n");
+	setenv("UVM_SECURITY_POLICY", "ZW52", 1);
+	setenv("UVM_HOST_AMD_CERTIFICATE", "ZW52LWNlcnQ=\n", 1);
+	setenv("UVM_REFERENCE_INFO", "ZW52LXJlZg==", 1);
+
+	/* Reference info in the files: the files only; the missing THIM value is NOT the env's. */
+	assert_int_equal(snp_security_context_load(dir, &sc, &err), 0);
+	assert_string_equal(sc.security_policy_b64, "ZmlsZQ==");
+	assert_null(sc.host_amd_cert_b64);
+	assert_string_equal(sc.reference_info_b64, "cmVm");
+	snp_security_context_clear(&sc);
+
+	/* No reference info in the files: all three from the environment, none from the files. */
+	assert_int_equal(unlink(ref), 0);
+	assert_int_equal(snp_security_context_load(dir, &sc, &err), 0);
+	assert_string_equal(sc.dir, dir);
+	assert_string_equal(sc.security_policy_b64, "ZW52");
+	assert_string_equal(sc.host_amd_cert_b64, "ZW52LWNlcnQ=");
+	assert_string_equal(sc.reference_info_b64, "ZW52LXJlZg==");
+	snp_security_context_clear(&sc);
+
+	/* ... unless the environment has nothing: then what the files have. */
+	unsetenv("UVM_SECURITY_POLICY");
+	unsetenv("UVM_HOST_AMD_CERTIFICATE");
+	unsetenv("UVM_REFERENCE_INFO");
+	assert_int_equal(snp_security_context_load(dir, &sc, &err), 0);
+	assert_string_equal(sc.security_policy_b64, "ZmlsZQ==");
+	assert_null(sc.host_amd_cert_b64);
+	assert_null(sc.reference_info_b64);
+	snp_security_context_clear(&sc);
+}
+
+/* Wrapped base64 (Go's decoder skips CR/LF): line breaks inside a value are dropped. */
+static void test_line_breaks_dropped(void **state)
 {
 	const char *root = *state;
 	_cleanup_free_ char *dir = mkpath(root, "ctx");
@@ -102,16 +156,21 @@ static void test_files_take_precedence_over_env(void **state)
 	struct skr_error err = {0};
 
 	make_dir(root, "ctx");
-	WRITE(root, "ctx/security-policy-base64", "ZmlsZQ==\n"); /* file wins */
-	WRITE(root, "ctx/host-amd-cert-base64", "  \n");         /* empty: env used */
-	/* reference-info-base64 absent: env used */
-	setenv("UVM_SECURITY_POLICY", "ZW52", 1);
-	setenv("UVM_HOST_AMD_CERTIFICATE", "ZW52LWNlcnQ=\n", 1);
-	setenv("UVM_REFERENCE_INFO", "ZW52LXJlZg==", 1);
+	WRITE(root, "ctx/security-policy-base64", "cG9s\r\naWN5\n");
+	WRITE(root, "ctx/host-amd-cert-base64", "\n\n");
+	WRITE(root, "ctx/reference-info-base64", "cm\nVm\r\n");
 	assert_int_equal(snp_security_context_load(dir, &sc, &err), 0);
-	assert_string_equal(sc.security_policy_b64, "ZmlsZQ==");
-	assert_string_equal(sc.host_amd_cert_b64, "ZW52LWNlcnQ=");
+	assert_string_equal(sc.security_policy_b64, "cG9saWN5");
+	assert_null(sc.host_amd_cert_b64);
+	assert_string_equal(sc.reference_info_b64, "cmVm");
+	snp_security_context_clear(&sc);
+
+	/* The environment form too. */
+	assert_int_equal(unlink(dir_file(dir, "reference-info-base64")), 0);
+	setenv("UVM_REFERENCE_INFO", "ZW52\nLXJlZg==\n", 1);
+	assert_int_equal(snp_security_context_load(dir, &sc, &err), 0);
 	assert_string_equal(sc.reference_info_b64, "ZW52LXJlZg==");
+	assert_null(sc.security_policy_b64);
 	snp_security_context_clear(&sc);
 }
 
@@ -200,8 +259,14 @@ static void test_kata_fallback_and_nothing(void **state)
 	assert_true(asprintf(&slash, "%s/", root) > 0);
 	assert_int_equal(snp_security_context_load_at(slash, NULL, &sc, &err), 0);
 	assert_string_equal(sc.dir, kata);
-	assert_string_equal(sc.host_amd_cert_b64, "a2F0YQ==");
+	/* No reference info in the files and a UVM_* variable set: the environment's set. */
+	assert_null(sc.host_amd_cert_b64);
 	assert_string_equal(sc.security_policy_b64, "ZW52");
+	snp_security_context_clear(&sc);
+	unsetenv("UVM_SECURITY_POLICY");
+	assert_int_equal(snp_security_context_load_at(slash, NULL, &sc, &err), 0);
+	assert_string_equal(sc.dir, kata);
+	assert_string_equal(sc.host_amd_cert_b64, "a2F0YQ==");
 	snp_security_context_clear(&sc);
 }
 
@@ -244,7 +309,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_explicit_dir_reads_and_trims, setup_root,
 	                                        teardown_root),
-	        cmocka_unit_test_setup_teardown(test_files_take_precedence_over_env, setup_root,
+	        cmocka_unit_test_setup_teardown(test_line_breaks_dropped, setup_root,
+	                                        teardown_root),
+	        cmocka_unit_test_setup_teardown(test_files_or_env_as_a_set, setup_root,
 	                                        teardown_root),
 	        cmocka_unit_test_setup_teardown(test_env_dir_and_missing_dirs, setup_root,
 	                                        teardown_root),

@@ -290,6 +290,27 @@ static void test_auto_nothing_present(void **state)
 	rm_rf(root);
 }
 
+/* configfs-tsm present but refusing us, nothing else: the reason is in the message. */
+static void test_auto_tsm_unusable(void **state)
+{
+	_cleanup_free_ char *root = make_root();
+	_cleanup_free_ char *tsm = path_join(root, SNP_TSM_REPORT_DIR);
+	struct snp_source_config cfg = {.kind = SNP_SOURCE_AUTO, .root = root};
+	struct snp_source *s = NULL;
+	struct skr_error err = {0};
+
+	(void)state;
+	/* Plain directories: the probe entry has no provider file (as under another TSM). */
+	assert_int_equal(mkdir_p(tsm, 0700), 0);
+	assert_int_equal(snp_source_open(&cfg, &s, &err), -ENODEV);
+	assert_null(s);
+	assert_non_null(strstr(err.msg, "no SEV-SNP device: /dev/sev-guest and /dev/sev absent, "
+	                                "and configfs-tsm is present but not usable ("));
+	assert_non_null(strstr(err.msg, "provider is missing"));
+	assert_null(strstr(err.msg, "configfs-tsm absent"));
+	rm_rf(root);
+}
+
 /*
  * Plain files stand in for the device nodes: open(2) works on them and every ioctl fails with
  * ENOTTY, which exercises the order and the error reporting of the real backends.
@@ -539,12 +560,31 @@ static const struct guest_case guest_cases[] = {
          {EXT, STD},
          {16384, 0},
          0},
-        {"einval without invalid_len",
-         {{.ret = -EINVAL}, {0}},
+        {"einval before any firmware call → plain report",
+         {{.ret = -EINVAL, .fw = SNP_FW_ERR_NO_CALL}, {0}},
          2,
          true,
          0,
          NULL,
+         {EXT, STD},
+         {16384, 0},
+         0},
+        {"einval from the firmware is not retried",
+         {{.ret = -EINVAL, .fw = 0x16}},
+         1,
+         true,
+         -EINVAL,
+         "ioctl SNP_GET_EXT_REPORT failed: Invalid argument; fw_error 0x16 (INVALID_PARAM)",
+         {EXT},
+         {16384},
+         0},
+        {"vmpck disabled: enotty for both",
+         {{.ret = -ENOTTY}, {.ret = -ENOTTY}},
+         2,
+         true,
+         -ENOTTY,
+         "ioctl SNP_GET_REPORT failed: the kernel refuses every guest request on this device: "
+         "the guest's VMPCK was disabled",
          {EXT, STD},
          {16384, 0},
          0},
@@ -740,6 +780,7 @@ struct fake_tsm {
 	uint8_t inblob[128];
 	size_t inblob_len;
 	char privlevel[16];
+	bool huge_auxblob;
 };
 
 static void fake_read(const char *entry, const char *attr, char **out, size_t *len)
@@ -767,8 +808,18 @@ static int fake_mkdir(const char *path, void *userdata)
 		snprintf(floor, sizeof(floor), "%d\n", f->floor);
 		write_str(path, "privlevel_floor", floor);
 	}
-	if (!f->no_auxblob)
+	if (f->huge_auxblob) {
+		/* A host table larger than any real one (over SNP_CERTS_BUF_MAX). */
+		size_t n = SNP_CERTS_BUF_MAX + 4096;
+		uint8_t *big = calloc(1, n);
+
+		assert_non_null(big);
+		memcpy(big, cert_table, cert_table_len);
+		write_text(path, "auxblob", big, n);
+		free(big);
+	} else if (!f->no_auxblob) {
 		write_text(path, "auxblob", cert_table, cert_table_len);
+	}
 	return 0;
 }
 
@@ -907,6 +958,15 @@ static void test_tsm_vmpl_and_no_auxblob(void **state)
 	assert_string_equal(e.fake.privlevel, "2\n");
 	tsm_env_done(&e);
 
+	/* An oversized auxblob costs the certificates (optional), not the report. */
+	tsm_env_init(&e);
+	e.fake.huge_auxblob = true;
+	certs.count = 99;
+	assert_int_equal(tsm_run(&e, 0, rd, report, &certs, &err), 0);
+	assert_int_equal(certs.count, 0);
+	assert_int_equal(snp_report_parse(report, sizeof(report), &parsed, NULL), 0);
+	tsm_env_done(&e);
+
 	/* An old kernel without privlevel: VMPL 0 works, another VMPL cannot be honoured. */
 	tsm_env_init(&e);
 	e.fake.no_privlevel = true;
@@ -965,7 +1025,7 @@ static void test_tsm_failures(void **state)
 		const struct tsm_fail_case *c = &tsm_fail_cases[i];
 		struct tsm_env e;
 		uint8_t rd[64], report[SNP_REPORT_SIZE];
-		struct snp_cert_table certs;
+		struct snp_cert_table certs = {0}; /* untouched when open fails */
 		struct skr_error err = {0};
 		int r;
 
@@ -1004,6 +1064,7 @@ int main(void)
 	        cmocka_unit_test(test_abi_layout),
 	        cmocka_unit_test(test_abi_ioctl_numbers),
 	        cmocka_unit_test(test_exitinfo2_describe),
+	        cmocka_unit_test(test_auto_tsm_unusable),
 	        cmocka_unit_test(test_kind_names),
 	        cmocka_unit_test(test_auto_nothing_present),
 	        cmocka_unit_test(test_auto_order),

@@ -373,6 +373,62 @@ static void test_amd_roots(void **state)
 	X509_free(prev_ark);
 	assert_int_equal(snp_trust_store_count(all), 3);
 	snp_trust_store_free(all);
+
+	/* The copy built into libskr (the fetcher's default anchors) is exactly these files. */
+	{
+		_cleanup_free_ char *expect = NULL;
+		size_t total = 0;
+		char dir[512];
+
+		snprintf(dir, sizeof(dir), "%s/amd_roots", testdata);
+		expect = calloc(1, 3 * 8192);
+		assert_non_null(expect);
+		for (size_t i = 0; i < ELEMENTSOF(roots); i++) {
+			_cleanup_free_ char *pem = NULL;
+			size_t len;
+
+			pem = read_in(dir, roots[i].file, &len);
+			assert_true(total + len < 3 * 8192);
+			/* The Turin file has CRLF line ends; the built-in copy has plain LF. */
+			for (size_t k = 0; k < len; k++)
+				if (pem[k] != '\r')
+					expect[total++] = pem[k];
+		}
+		assert_int_equal(strlen(snp_amd_roots_pem), total);
+		assert_string_equal(snp_amd_roots_pem, expect);
+	}
+}
+
+/* The chain half of verification, as the certificate fetcher runs it before caching. */
+static void test_chain_verify_trusted(void **state)
+{
+	struct snp_cert_chain *c = chain_of(P_MILAN), *no_leaf = NULL;
+	struct snp_trust_store *own = store_of(P_MILAN), *amd = NULL, *turin = store_of(P_TURIN);
+	struct skr_error err = {0};
+	const char *pem = snp_virtual_chain_pem(fx->v[P_MILAN]);
+	const char *ask = strstr(pem + 1, "-----BEGIN CERTIFICATE-----");
+
+	assert_int_equal(snp_cert_chain_verify_trusted(c, own, &err), 0);
+	assert_int_equal(snp_trust_store_new(&amd, NULL), 0);
+	assert_int_equal(
+	        snp_trust_store_add_pem(amd, snp_amd_roots_pem, strlen(snp_amd_roots_pem), NULL),
+	        0);
+	assert_int_equal(snp_trust_store_count(amd), 3);
+	assert_int_equal(snp_cert_chain_verify_trusted(c, amd, &err), -EPERM);
+	assert_non_null(strstr(err.msg, "is not one of the 3 trusted ARKs"));
+	skr_error_clear(&err);
+	assert_int_equal(snp_cert_chain_verify_trusted(c, turin, &err), -EPERM);
+	skr_error_clear(&err);
+	/* No leaf: nothing to vouch for. */
+	assert_non_null(ask);
+	assert_int_equal(snp_cert_chain_from_pem(ask, strlen(ask), &no_leaf, NULL), 0);
+	assert_int_equal(snp_cert_chain_verify_trusted(no_leaf, own, &err), -EINVAL);
+	assert_int_equal(snp_cert_chain_verify_trusted(NULL, own, NULL), -EINVAL);
+	snp_cert_chain_free(no_leaf);
+	snp_cert_chain_free(c);
+	snp_trust_store_free(own);
+	snp_trust_store_free(amd);
+	snp_trust_store_free(turin);
 }
 
 /* ----------------------------------------------------------------------------------------- */
@@ -795,6 +851,76 @@ static void test_spl_above_127(void **state)
 	snp_cert_chain_free(c);
 }
 
+/* Replace the productName extension of @leaf with an IA5String of @text (@len bytes). */
+static void set_product_name(X509 *leaf, const char *text, int len)
+{
+	ASN1_OBJECT *obj = OBJ_txt2obj("1.3.6.1.4.1.3704.1.2", 1);
+	int idx = X509_get_ext_by_OBJ(leaf, obj, -1);
+	ASN1_IA5STRING *s = ASN1_IA5STRING_new();
+	ASN1_OCTET_STRING *os = ASN1_OCTET_STRING_new();
+	unsigned char *der = NULL;
+	int der_len;
+
+	assert_true(idx >= 0);
+	assert_true(ASN1_STRING_set(s, text, len));
+	der_len = i2d_ASN1_IA5STRING(s, &der);
+	assert_true(der_len > 0);
+	assert_true(ASN1_OCTET_STRING_set(os, der, der_len));
+	assert_true(X509_EXTENSION_set_data(X509_get_ext(leaf, idx), os));
+	OPENSSL_free(der);
+	ASN1_OCTET_STRING_free(os);
+	ASN1_IA5STRING_free(s);
+	ASN1_OBJECT_free(obj);
+}
+
+/*
+ * productName is read before the chain is verified and printed in messages: only printable
+ * ASCII passes, so a host cannot forge log lines or send terminal escapes through it. Messages
+ * name the leaf as what it is (VCEK or VLEK).
+ */
+static void test_leaf_text_printable_only(void **state)
+{
+	static const struct {
+		const char *text;
+		int len;
+		int expect;
+		const char *msg;
+	} cases[] = {
+	        {"Milan-B0", 8, 0, NULL},
+	        {"Milan-B0 ~", 10, 0, NULL},
+	        {"Milan\nB0", 8, -EINVAL, "non-printable byte 0x0a at offset 5"},
+	        {"Milan\r", 6, -EINVAL, "0x0d"},
+	        {"\x1b[31mMilan", 10, -EINVAL, "0x1b at offset 0"},
+	        {"Milan\x7f", 6, -EINVAL, "0x7f"},
+	        {"Mi\0an", 5, -EINVAL, "0x00 at offset 2"},
+	};
+
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		for (int vlek = 0; vlek <= 1; vlek++) {
+			struct snp_cert_chain *c = chain_of(P_MILAN);
+			struct snp_vcek_info info;
+			struct skr_error err = {0};
+			int r;
+
+			set_product_name(c->leaf, cases[i].text, cases[i].len);
+			r = snp_cert_parse_leaf(c->leaf, vlek, &info, &err);
+			if (r != cases[i].expect)
+				fail_msg("case %zu: %d '%s'", i, r, err.msg);
+			if (r == 0) {
+				assert_int_equal(strlen(info.product_name), cases[i].len);
+			} else {
+				assert_non_null(strstr(err.msg, cases[i].msg));
+				assert_non_null(
+				        strstr(err.msg, vlek ? "VLEK extension productName"
+				                             : "VCEK extension productName"));
+				assert_null(strchr(err.msg, '\n'));
+				assert_null(strchr(err.msg, '\x1b'));
+			}
+			snp_cert_chain_free(c);
+		}
+	}
+}
+
 /* ----------------------------------------------------------------------------------------- */
 /* Signature algorithms and validity of the chain: a test CA re-signs P_MILAN's VCEK */
 
@@ -980,6 +1106,23 @@ static void test_chain_pem_errors(void **state)
 		snp_trust_store_free(ts);
 	}
 
+	/* Parsers with no error struct still fail (never 0 with nothing done). */
+	{
+		struct snp_trust_store *ts = NULL;
+		struct snp_cert_table t = {0};
+		static const uint8_t junk[] = {1, 2, 3};
+
+		assert_int_equal(snp_trust_store_new(&ts, NULL), 0);
+		assert_true(snp_trust_store_add_pem(ts, "garbage", 7, NULL) < 0);
+		assert_int_equal(snp_trust_store_count(ts), 0);
+		assert_true(snp_trust_store_add_file(ts, "/nonexistent/ark.pem", NULL) < 0);
+		snp_trust_store_free(ts);
+		assert_true(snp_cert_chain_from_pem("garbage", 7, &c, NULL) < 0);
+		assert_true(snp_cert_table_add(&t, SNP_CERT_VCEK, junk, sizeof(junk), NULL) == 0);
+		assert_true(snp_cert_chain_from_table(&t, &c, NULL) < 0);
+		snp_cert_table_clear(&t);
+	}
+
 	/* An empty table has no chain. */
 	{
 		struct snp_cert_table t = {0};
@@ -1085,6 +1228,26 @@ static void test_virtual_refusals(void **state)
 	assert_int_equal(snp_virtual_open(dir, &v, &err), -EINVAL);
 	assert_non_null(strstr(err.msg, "does not belong"));
 
+	/* The same mixed-up platform, and a corrupt ark.pem, with no error struct: no crash. */
+	assert_int_equal(snp_virtual_open(dir, &v, NULL), -EINVAL);
+	assert_null(v);
+	{
+		_cleanup_free_ char *path = path_join(dir, "ark.pem");
+
+		assert_int_equal(write_file_atomic(path, "garbage", 7, 0600), 0);
+		assert_true(snp_virtual_open(dir, &v, NULL) < 0);
+		assert_null(v);
+		skr_error_clear(&err);
+		assert_true(snp_virtual_open(dir, &v, &err) < 0);
+		assert_non_null(strstr(err.msg, "ark.pem"));
+	}
+
+	/* An empty directory name is not "the current directory" nor "/". */
+	skr_error_clear(&err);
+	snp_virtual_params_default(&p);
+	assert_int_equal(snp_virtual_create("", &p, &err), -EINVAL);
+	assert_int_equal(snp_virtual_open("", &v, NULL), -EINVAL);
+
 	/* VMPL is 0..3. */
 	assert_int_equal(snp_virtual_get_report(fx->v[P_MILAN], rd, 4, report, &err), -EINVAL);
 	assert_int_equal(snp_virtual_get_report(fx->v[P_MILAN], rd, 3, report, &err), 0);
@@ -1094,7 +1257,9 @@ static void test_virtual_refusals(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_leaf_text_printable_only),
 	        cmocka_unit_test(test_amd_roots),
+	        cmocka_unit_test(test_chain_verify_trusted),
 	        cmocka_unit_test(test_virtual_reports_verify),
 	        cmocka_unit_test(test_report_mutations),
 	        cmocka_unit_test(test_error_messages),

@@ -5,8 +5,9 @@
  *
  * Layout: the state directory (state.c, pki.c, settings.c), the loaded service (service.c),
  * a transport-free request/response model (response.c) dispatched through one route table
- * (routes.c) to handlers that are plain functions (attest.c, metadata.c, kds.c), and the
- * libmicrohttpd glue (server.c). Later services (key vault, identity) add a file and a route.
+ * (routes.c) to handlers that are plain functions (attest.c, metadata.c, kds.c, keyvault.c,
+ * identity.c), and the libmicrohttpd glue (server.c). Three listeners: attest (HTTPS: MAA, KDS,
+ * THIM, Entra token endpoint), kv (HTTPS: key vault) and imds (plain HTTP: managed identity).
  *
  * State directory (created by `devcloud init`, mode 0700):
  *   ca.pem, ca-key.pem            local CA (EC P-256), key 0600
@@ -15,6 +16,14 @@
  *   platform/                     the virtual SEV-SNP platform (snp_virtual_create)
  *   devcloud.json                 settings (compliance status, host names, platform summary)
  *   endpoints.json                written by `devcloud serve` once it listens
+ *   vault.pem, vault-key.pem      key vault TLS + release-signing certificate (RSA-2048, issued
+ *                                 by the CA for the TLS names)
+ *   identity.json                 tenant, managed identities, workload applications (ids only)
+ *   identity-key.pem              signs access tokens and federated assertions (RSA-2048)
+ *   keystore.key                  32-byte AES-256-GCM key sealing the stored keys (0600)
+ *   keys/NAME.VERSION.sealed      one sealed key version each (keystore.c)
+ * The vault, identity and keystore files are created by `init`, or on the first `serve` of a
+ * state made before they existed.
  */
 #pragma once
 
@@ -37,6 +46,14 @@
 #define DEVCLOUD_HOSTNAMES_MAX 32
 #define DEVCLOUD_TRUST_ROOTS_MAX 16
 #define DEVCLOUD_SETTINGS_VERSION 1
+#define DEVCLOUD_IDENTITY_VERSION 1
+/* IMDS answers expires_in 86399 (protocols.md §6.1), Entra 3599 (§6.2). */
+#define DEVCLOUD_IMDS_TOKEN_LIFETIME 86399L
+#define DEVCLOUD_ENTRA_TOKEN_LIFETIME 3599L
+#define DEVCLOUD_FEDERATED_AUDIENCE "api://AzureADTokenExchange"
+#define DEVCLOUD_DEFAULT_WORKLOAD_SUBJECT "system:serviceaccount:default:workload"
+#define DEVCLOUD_IDENTITIES_MAX 16
+#define DEVCLOUD_SUBJECTS_MAX 8
 
 /*
  * The attestation policy devcloud "runs": it permits every verified report and issues the
@@ -128,6 +145,135 @@ struct devcloud_serve_options {
 
 void devcloud_serve_options_default(struct devcloud_serve_options *o);
 
+/* ---------------------------------------------------------------------------------------------
+ * Identity: identity.json and the tokens devcloud issues (identity.c)
+ * ------------------------------------------------------------------------------------------- */
+
+/* A managed identity (IMDS) or an application with federated credentials (workload identity). */
+struct devcloud_identity_app {
+	char *client_id;
+	char *object_id;
+	char *subjects[DEVCLOUD_SUBJECTS_MAX]; /* federated credential subjects (applications) */
+	size_t n_subjects;
+};
+
+struct devcloud_identity {
+	char *tenant_id;
+	char *oidc_issuer;  /* iss of federated assertions (`devcloud federated-token`) */
+	char *token_issuer; /* iss of access tokens: https://sts.devcloud.local/<tenant>/ */
+	struct devcloud_identity_app managed[DEVCLOUD_IDENTITIES_MAX]; /* [0]: the default */
+	size_t n_managed;
+	struct devcloud_identity_app apps[DEVCLOUD_IDENTITIES_MAX];
+	size_t n_apps;
+};
+
+/* Write a new identity.json with random GUIDs: one managed identity, one application whose
+ * federated credential is DEVCLOUD_DEFAULT_WORKLOAD_SUBJECT. */
+int devcloud_identity_create(const char *path, struct skr_error *err);
+int devcloud_identity_load(const char *path, struct devcloud_identity *out, struct skr_error *err);
+void devcloud_identity_clear(struct devcloud_identity *id);
+json_object *devcloud_identity_to_json(const struct devcloud_identity *id);
+
+/*
+ * A federated assertion as a Kubernetes service-account token issuer would sign it: iss =
+ * identity.oidc_issuer, sub = @subject, aud = @audience (NULL = api://AzureADTokenExchange),
+ * iat/nbf = now, exp = now + @lifetime, signed RS256 with identity-key.pem of @state_dir.
+ */
+int devcloud_federated_token(const char *state_dir, const char *subject, const char *audience,
+                             long lifetime, char **jwt, struct skr_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Compact JWS, RS256 (jws.c): devcloud's own tokens and release responses
+ * ------------------------------------------------------------------------------------------- */
+
+#define DEVCLOUD_JWS_MAX (64u * 1024)
+
+int devcloud_jws_sign(EVP_PKEY *key, json_object *header, json_object *payload, char **out,
+                      struct skr_error *err);
+/*
+ * Verify @token (at most DEVCLOUD_JWS_MAX bytes, header alg RS256) with @key and return its
+ * decoded header and payload objects. Malformed → -EINVAL, bad signature → -EBADMSG.
+ */
+int devcloud_jws_verify(EVP_PKEY *key, const char *token, json_object **header,
+                        json_object **payload, struct skr_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Key vault: import bodies (kv_import.c), sealed store (keystore.c), handlers (keyvault.c)
+ * ------------------------------------------------------------------------------------------- */
+
+enum devcloud_kv_kty {
+	DEVCLOUD_KTY_OCT = 1, /* material: raw bytes */
+	DEVCLOUD_KTY_RSA,     /* material: PKCS#8 DER */
+	DEVCLOUD_KTY_EC,      /* material: PKCS#8 DER */
+};
+
+#define DEVCLOUD_KV_NAME_MAX 127 /* Key Vault: 1-127 of [0-9a-zA-Z-] */
+#define DEVCLOUD_KV_TAGS_MAX 15
+#define DEVCLOUD_KV_VERSION_LEN 32
+
+/* A validated import (PUT /keys/{name} body, protocols.md §5.1). */
+struct devcloud_kv_import {
+	enum devcloud_kv_kty kty;
+	bool hsm;
+	char *key_ops[SKR_KEY_OPS_MAX]; /* as sent, or the type's defaults when absent */
+	size_t n_key_ops;
+	unsigned bits;           /* oct key size, RSA modulus, EC field */
+	json_object *public_jwk; /* n, e or crv, x, y */
+	struct secret *material;
+	bool exportable;
+	bool enabled;
+	bool has_policy;
+	char *policy_json; /* release_policy.data decoded */
+	size_t policy_len;
+	char *policy_content_type;
+	bool immutable;
+	json_object *tags; /* object of strings, or NULL */
+};
+
+/*
+ * Parse and validate an import body (untrusted, fuzzed): the JWK (sizes; RSA and EC keys
+ * checked by OpenSSL), key_ops, attributes, release_policy (data padded or unpadded b64url or
+ * standard base64; the policy parsed with skr_policy_parse), tags. Exportable keys need a
+ * release policy. Errors name the field (-EINVAL).
+ */
+int devcloud_kv_import_parse(const char *body, size_t len, struct devcloud_kv_import *out,
+                             struct skr_error *err);
+void devcloud_kv_import_clear(struct devcloud_kv_import *imp);
+const char *devcloud_kv_kty_name(enum devcloud_kv_kty kty, bool hsm);
+/* Key Vault's key names: 1-127 characters of 0-9, a-z, A-Z and '-'. */
+bool devcloud_kv_name_valid(const char *name);
+
+/* One stored key version. Never changes nor goes away while the store lives. */
+struct devcloud_kv_key {
+	char *name;
+	char version[DEVCLOUD_KV_VERSION_LEN + 1];
+	uint64_t seq; /* import order: the latest version has the highest */
+	int64_t created, updated;
+	struct devcloud_kv_import imp;
+	struct skr_policy *policy; /* parsed release policy, or NULL */
+};
+
+struct devcloud_keystore;
+
+/* Open DIR/keys (sealed with DIR/keystore.key, both created when missing). Unreadable or
+ * tampered files are logged and skipped. */
+int devcloud_keystore_open(const char *state_dir, struct devcloud_keystore **out,
+                           struct skr_error *err);
+void devcloud_keystore_free(struct devcloud_keystore *ks);
+/*
+ * Seal @imp as a new version of @name, write it crash-safely, then make it the latest. On
+ * success @imp is moved into the store (left cleared) and *out is the new version. A key whose
+ * latest version has an immutable release policy accepts only the same policy, again immutable
+ * (-EPERM otherwise).
+ */
+int devcloud_keystore_add(struct devcloud_keystore *ks, const char *name,
+                          struct devcloud_kv_import *imp, time_t now,
+                          const struct devcloud_kv_key **out, struct skr_error *err);
+/* @version NULL = the latest. NULL when there is no such key. */
+const struct devcloud_kv_key *devcloud_keystore_find(struct devcloud_keystore *ks, const char *name,
+                                                     const char *version);
+size_t devcloud_keystore_count(struct devcloud_keystore *ks);
+
 /* Read-only after devcloud_open(): handlers run concurrently on MHD's threads. */
 struct devcloud {
 	char *state_dir;
@@ -150,6 +296,22 @@ struct devcloud {
 	} certs;
 	struct secret *tls_key_pem;
 	char *tls_cert_pem;
+	/* identity (identity.c) */
+	struct devcloud_identity identity;
+	EVP_PKEY *identity_key;
+	char *identity_kid;
+	char *www_authenticate; /* a vault 401's challenge */
+	/* key vault (keyvault.c) */
+	struct devcloud_vault {
+		EVP_PKEY *key;        /* vault-key.pem: TLS and release JWS (RS256) */
+		char *x5c[2];         /* vault.pem, CA: standard base64 DER */
+		char *thumbprint_hex; /* SHA-1 of vault.pem: the JWS kid */
+		char *x5t, *x5t_s256; /* b64url-nopad SHA-1 / SHA-256 */
+		struct secret *tls_key_pem;
+		char *tls_cert_pem;
+		struct devcloud_keystore *store;     /* internally locked */
+		struct skr_token_verifier *verifier; /* issuers' JWKS over HTTPS, trusting ca.pem */
+	} vault;
 };
 
 int devcloud_open(const struct devcloud_serve_options *o, struct devcloud **out,
@@ -187,7 +349,8 @@ struct devcloud_response {
 	const char *content_type; /* static string */
 	const char *allow;        /* Allow header of a 405, static string */
 	const char *cache_control;
-	char *body; /* malloc'ed */
+	const char *www_authenticate; /* WWW-Authenticate of a 401; owned by struct devcloud */
+	char *body;                   /* malloc'ed */
 	size_t body_len;
 	bool secret_body; /* erase before freeing (tokens) */
 };
@@ -208,6 +371,14 @@ enum devcloud_match {
 	DEVCLOUD_MATCH_EXACT,
 	DEVCLOUD_MATCH_EXACT_NOCASE, /* MAA's paths are case-insensitive */
 	DEVCLOUD_MATCH_PREFIX,
+	DEVCLOUD_MATCH_SUFFIX, /* "/{tenant}/oauth2/v2.0/token" */
+};
+
+/* Which listener a route belongs to. */
+enum devcloud_service {
+	DEVCLOUD_SERVICE_ATTEST = 0, /* HTTPS --attest-port: MAA, KDS, THIM, Entra token */
+	DEVCLOUD_SERVICE_KV,         /* HTTPS --kv-port: key vault */
+	DEVCLOUD_SERVICE_IMDS,       /* plain HTTP --imds-port: managed identity tokens */
 };
 
 struct devcloud_route {
@@ -215,12 +386,16 @@ struct devcloud_route {
 	const char *path;
 	enum devcloud_match match;
 	devcloud_handler_fn handler;
+	enum devcloud_service service;
 };
 
 extern const struct devcloud_route devcloud_routes[];
 extern const size_t devcloud_routes_count;
 
-/* Route: a handler, or 404 for an unknown path, 405 (with Allow) for a wrong method. */
+/* Route on @service: a handler, or 404 for an unknown path, 405 (with Allow) for a wrong
+ * method. devcloud_dispatch() is the attest service's. */
+int devcloud_dispatch_service(struct devcloud *dc, enum devcloud_service service,
+                              const struct devcloud_request *req, struct devcloud_response *resp);
 int devcloud_dispatch(struct devcloud *dc, const struct devcloud_request *req,
                       struct devcloud_response *resp);
 
@@ -294,6 +469,43 @@ int devcloud_handle_kds(struct devcloud *dc, const struct devcloud_request *req,
 int devcloud_handle_thim(struct devcloud *dc, const struct devcloud_request *req,
                          struct devcloud_response *resp);
 
+/* Key vault (keyvault.c): PUT import, GET key bundle, POST …/release. */
+int devcloud_handle_kv_put(struct devcloud *dc, const struct devcloud_request *req,
+                           struct devcloud_response *resp);
+int devcloud_handle_kv_get(struct devcloud *dc, const struct devcloud_request *req,
+                           struct devcloud_response *resp);
+int devcloud_handle_kv_post(struct devcloud *dc, const struct devcloud_request *req,
+                            struct devcloud_response *resp);
+/* Load vault.pem/vault-key.pem (issued now when missing), the keystore and the verifier. */
+int devcloud_vault_open(struct devcloud *dc, struct skr_error *err);
+/* `devcloud init`: vault.pem/vault-key.pem for @s's host names, keystore.key and keys/. */
+int devcloud_vault_state_init(const char *state_dir, const struct devcloud_settings *s,
+                              struct skr_error *err);
+void devcloud_vault_clear(struct devcloud_vault *v);
+
+/* Identity (identity.c): IMDS GET /metadata/identity/oauth2/token, Entra POST
+ * /{tenant}/oauth2/v2.0/token. */
+int devcloud_handle_imds_token(struct devcloud *dc, const struct devcloud_request *req,
+                               struct devcloud_response *resp);
+int devcloud_handle_entra_token(struct devcloud *dc, const struct devcloud_request *req,
+                                struct devcloud_response *resp);
+/* Load identity.json and identity-key.pem (created when missing). */
+int devcloud_identity_open(struct devcloud *dc, struct skr_error *err);
+/* `devcloud init`: create identity.json and identity-key.pem; summary gains "identity". */
+int devcloud_identity_state_init(const char *state_dir, json_object *summary,
+                                 struct skr_error *err);
+/* An access token for @resource and identity @who, RS256 with identity-key.pem. */
+int devcloud_access_token_issue(const struct devcloud *dc, const struct devcloud_identity_app *who,
+                                const char *resource, long lifetime, time_t now, char **token,
+                                struct skr_error *err);
+/*
+ * Check an "Authorization" header value: "Bearer <token>" signed by identity-key.pem, iss =
+ * identity.token_issuer, aud https://vault.azure.net or https://managedhsm.azure.net (trailing
+ * '/' tolerated), exp/nbf with 60 s skew. -EACCES with the reason otherwise.
+ */
+int devcloud_access_token_check(const struct devcloud *dc, const char *authorization, time_t now,
+                                struct skr_error *err);
+
 /* ---------------------------------------------------------------------------------------------
  * HTTPS server (server.c)
  * ------------------------------------------------------------------------------------------- */
@@ -308,6 +520,10 @@ int devcloud_listen_parse(const char *s, int *family, uint8_t addr[16], struct s
 
 int devcloud_server_start(struct devcloud *dc, const char *listen, uint16_t port,
                           struct devcloud_server **out, struct skr_error *err);
+/* A listener for @service: attest and kv over HTTPS (kv with vault.pem), imds plain HTTP. */
+int devcloud_server_start_service(struct devcloud *dc, enum devcloud_service service,
+                                  const char *listen, uint16_t port, struct devcloud_server **out,
+                                  struct skr_error *err);
 uint16_t devcloud_server_port(const struct devcloud_server *srv);
 void devcloud_server_stop(struct devcloud_server *srv);
 

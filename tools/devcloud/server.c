@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * HTTPS for devcloud: libmicrohttpd (GnuTLS) with the TLS key and certificate from memory, a
- * small thread pool, loopback only. This file only moves bytes between libmicrohttpd and
- * devcloud_dispatch(); every decision is in the handlers.
+ * HTTP(S) for devcloud: one libmicrohttpd daemon per service, loopback only, a small thread
+ * pool each. attest and kv speak HTTPS (GnuTLS) with their key and certificate from memory;
+ * imds speaks plain HTTP as the real link-local IMDS does. This file only moves bytes between
+ * libmicrohttpd and devcloud_dispatch_service(); every decision is in the handlers.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -35,6 +36,7 @@
 struct devcloud_server {
 	struct MHD_Daemon *daemon;
 	struct devcloud *dc;
+	enum devcloud_service service;
 	uint16_t port;
 };
 
@@ -136,6 +138,9 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const char *me
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, resp->allow);
 	if (resp->cache_control)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, resp->cache_control);
+	if (resp->www_authenticate)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        resp->www_authenticate);
 	ret = MHD_queue_response(conn, resp->status, r);
 	MHD_destroy_response(r);
 	/* Method, path (no query) and status only: bodies may carry tokens. */
@@ -166,7 +171,7 @@ static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection
 	req.headers = headers.items;
 	req.n_headers = headers.n;
 
-	r = devcloud_dispatch(srv->dc, &req, &resp);
+	r = devcloud_dispatch_service(srv->dc, srv->service, &req, &resp);
 	if (r < 0 || !resp.status) {
 		devcloud_response_clear(&resp);
 		if (devcloud_response_error(&resp, 500, "InternalServerError", "internal error: %s",
@@ -235,7 +240,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 		st->received += n;
 		if (st->too_large || st->len + n > max) {
 			st->too_large = true;
-			free(st->body);
+			if (st->body)
+				secure_free(st->body, st->cap);
+			st->cap = 0;
 			st->body = NULL;
 			st->len = 0;
 			return st->received / DISCARD_FACTOR > max ? MHD_NO : MHD_YES;
@@ -246,9 +253,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 
 			while (cap < st->len + n + 1)
 				cap *= 2;
-			nb = realloc(st->body, cap);
+			/* Not realloc: the old buffer is erased, never left behind. */
+			nb = malloc(cap);
 			if (!nb)
 				return MHD_NO;
+			if (st->body) {
+				memcpy(nb, st->body, st->len);
+				secure_free(st->body, st->cap);
+			}
 			st->body = nb;
 			st->cap = cap;
 		}
@@ -270,7 +282,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	(void)toe;
 	if (!st)
 		return;
-	free(st->body);
+	/* Bodies carry private keys (imports) and tokens: erased, not just freed. */
+	if (st->body)
+		secure_free(st->body, st->cap);
 	free(st);
 	*con_cls = NULL;
 }
@@ -291,11 +305,31 @@ __attribute__((format(printf, 2, 0))) static void mhd_log(void *cls, const char 
 int devcloud_server_start(struct devcloud *dc, const char *listen, uint16_t port,
                           struct devcloud_server **out, struct skr_error *err)
 {
+	return devcloud_server_start_service(dc, DEVCLOUD_SERVICE_ATTEST, listen, port, out, err);
+}
+
+static const char *service_name(enum devcloud_service service)
+{
+	switch (service) {
+	case DEVCLOUD_SERVICE_ATTEST:
+		return "attest";
+	case DEVCLOUD_SERVICE_KV:
+		return "kv";
+	case DEVCLOUD_SERVICE_IMDS:
+		return "imds";
+	}
+	return "?";
+}
+
+int devcloud_server_start_service(struct devcloud *dc, enum devcloud_service service,
+                                  const char *listen, uint16_t port, struct devcloud_server **out,
+                                  struct skr_error *err)
+{
 	struct devcloud_server *srv;
 	struct sockaddr_storage ss = {0};
 	const union MHD_DaemonInfo *info;
-	unsigned flags =
-	        MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_TLS | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG | MHD_USE_POLL;
+	const char *tls_key = NULL, *tls_cert = NULL;
 	uint8_t addr[16];
 	int family, r;
 
@@ -316,26 +350,48 @@ int devcloud_server_start(struct devcloud *dc, const char *listen, uint16_t port
 		memcpy(&sin6->sin6_addr, addr, 16);
 		flags |= MHD_USE_IPv6;
 	}
+	switch (service) {
+	case DEVCLOUD_SERVICE_ATTEST:
+		tls_key = (const char *)dc->tls_key_pem->data;
+		tls_cert = dc->tls_cert_pem;
+		break;
+	case DEVCLOUD_SERVICE_KV:
+		if (!dc->vault.tls_key_pem)
+			return skr_error_set(err, -EINVAL, "the key vault is not loaded");
+		tls_key = (const char *)dc->vault.tls_key_pem->data;
+		tls_cert = dc->vault.tls_cert_pem;
+		break;
+	case DEVCLOUD_SERVICE_IMDS:
+		break; /* plain HTTP, as http://169.254.169.254 */
+	}
 
 	srv = calloc(1, sizeof(*srv));
 	if (!srv)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	srv->dc = dc;
-	srv->daemon = MHD_start_daemon(
-	        flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
-	        (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_KEY,
-	        (const char *)dc->tls_key_pem->data, MHD_OPTION_HTTPS_MEM_CERT, dc->tls_cert_pem,
-	        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)THREAD_POOL_SIZE,
-	        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)CONNECTION_TIMEOUT_S,
-	        MHD_OPTION_NOTIFY_COMPLETED, on_completed, srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log,
-	        srv, MHD_OPTION_END);
+	srv->service = service;
+	if (tls_key)
+		srv->daemon = MHD_start_daemon(
+		        flags | MHD_USE_TLS, port, NULL, NULL, on_request, srv,
+		        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_KEY,
+		        tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert, MHD_OPTION_THREAD_POOL_SIZE,
+		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+		        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+		        srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
+	else
+		srv->daemon = MHD_start_daemon(
+		        flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
+		        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+		        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+		        srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
 	if (!srv->daemon) {
 		free(srv);
 		return skr_error_set(
 		        err, -EADDRINUSE,
-		        "cannot listen on %s port %u (in use, or the TLS key/certificate "
+		        "cannot listen on %s port %u for %s (in use, or the TLS key/certificate "
 		        "of the state directory is unusable; see --log-level debug)",
-		        listen, port);
+		        listen, port, service_name(service));
 	}
 	info = MHD_get_daemon_info(srv->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	srv->port = info ? info->port : port;

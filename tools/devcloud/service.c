@@ -2,7 +2,8 @@
 /*
  * The service loaded from a state directory: settings, token signing key and its published
  * form (kid, x5c), the trusted AMD roots, the virtual platform whose certificates the KDS and
- * THIM endpoints serve, and the TLS key/certificate for the HTTPS listener.
+ * THIM endpoints serve, the TLS key/certificate for the HTTPS listener, the identity service
+ * (identity.c) and the key vault with its sealed store (keyvault.c, keystore.c).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,6 +40,11 @@ void devcloud_free(struct devcloud *dc)
 	devcloud_platform_certs_clear(&dc->certs);
 	secret_free(dc->tls_key_pem);
 	free(dc->tls_cert_pem);
+	devcloud_identity_clear(&dc->identity);
+	EVP_PKEY_free(dc->identity_key);
+	free(dc->identity_kid);
+	free(dc->www_authenticate);
+	devcloud_vault_clear(&dc->vault);
 	free(dc);
 }
 
@@ -164,6 +170,12 @@ int devcloud_open(const struct devcloud_serve_options *o, struct devcloud **out,
 	if (r < 0)
 		goto fail;
 	r = load_tls(dc, err);
+	if (r < 0)
+		goto fail;
+	r = devcloud_identity_open(dc, err);
+	if (r < 0)
+		goto fail;
+	r = devcloud_vault_open(dc, err);
 	if (r < 0)
 		goto fail;
 	r = snp_virtual_open(platform_dir, &dc->platform, err);

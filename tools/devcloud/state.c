@@ -25,11 +25,15 @@
 /* Names every certificate carries besides --hostname: what a local client dials. */
 static const char *const default_hostnames[] = {"localhost", "127.0.0.1", "::1"};
 
-/* The files `init` writes; --force removes these (and platform/) and nothing else. */
+/* The files `init` writes; --force removes these (and platform/, keys/) and nothing else. */
 static const char *const state_files[] = {
-        "ca.pem",      "ca-key.pem",      "server.pem",    "server-key.pem",
-        "signing.pem", "signing-key.pem", "devcloud.json", "endpoints.json",
+        "ca.pem",          "ca-key.pem",       "server.pem",     "server-key.pem", "signing.pem",
+        "signing-key.pem", "devcloud.json",    "endpoints.json", "vault.pem",      "vault-key.pem",
+        "identity.json",   "identity-key.pem", "keystore.key",
 };
+
+/* Directories `init` creates; --force removes them with their content. */
+static const char *const state_dirs[] = {"platform", "keys"};
 
 void devcloud_init_options_default(struct devcloud_init_options *o)
 {
@@ -68,10 +72,6 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 static int remove_previous_state(const char *dir, struct skr_error *err)
 {
-	_cleanup_free_ char *platform = path_join(dir, "platform");
-
-	if (!platform)
-		return skr_error_set(err, -ENOMEM, "out of memory");
 	for (size_t i = 0; i < ELEMENTSOF(state_files); i++) {
 		_cleanup_free_ char *p = path_join(dir, state_files[i]);
 
@@ -81,10 +81,15 @@ static int remove_previous_state(const char *dir, struct skr_error *err)
 			return skr_error_set(err, -errno, "--force: cannot remove %s: %s", p,
 			                     strerror(errno));
 	}
-	if (access(platform, F_OK) == 0 &&
-	    nftw(platform, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
-		return skr_error_set(err, -errno, "--force: cannot remove %s: %s", platform,
-		                     strerror(errno));
+	for (size_t i = 0; i < ELEMENTSOF(state_dirs); i++) {
+		_cleanup_free_ char *p = path_join(dir, state_dirs[i]);
+
+		if (!p)
+			return skr_error_set(err, -ENOMEM, "out of memory");
+		if (access(p, F_OK) == 0 && nftw(p, remove_entry, 16, FTW_DEPTH | FTW_PHYS) < 0)
+			return skr_error_set(err, -errno, "--force: cannot remove %s: %s", p,
+			                     strerror(errno));
+	}
 	return 0;
 }
 
@@ -332,6 +337,12 @@ int devcloud_state_init(const struct devcloud_init_options *o, json_object **sum
 	if (r < 0)
 		goto out;
 	r = create_platform(o->state_dir, o, summary, err);
+	if (r < 0)
+		goto out;
+	r = devcloud_vault_state_init(o->state_dir, &s, err);
+	if (r < 0)
+		goto out;
+	r = devcloud_identity_state_init(o->state_dir, summary, err);
 	if (r < 0)
 		goto out;
 

@@ -1,0 +1,377 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Key-release benchmark: N secure key releases (skr_release_key on the virtual SEV-SNP platform)
+ * against a running devcloud on loopback, measured twice in one invocation:
+ *   - with the attester's wrapping-key pool (kek_pool_size 0 = default): RSA key generation
+ *     happens in the background, off the request path;
+ *   - without it (kek_pool_size -1): every release generates its RSA-2048 key inline (baseline).
+ * For each mode: p50/p99 of the client's total time per release, of the server's handling time
+ * per release (devcloud's request log: "POST /attest/SevSnpVm 200 X ms" + "POST
+ * /keys/<kid>/release 200 X ms", paired in order), and the client overhead ratio
+ * (client p50 − server p50) / server p50. Goal: ≤ 50% with the pool. Exit 0 whether or not the
+ * goal is met (PASS/MISS is printed); exit 1 when the benchmark itself cannot run, 2 on usage.
+ *
+ * Starts nothing itself: bench/run-key-release.sh sets up devcloud and the key.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "fileio.h"
+#include "log.h"
+#include "skr.h"
+
+#define GOAL_RATIO 0.50
+#define LOG_MAX (256u * 1024 * 1024)
+
+struct bench_options {
+	const char *maa_endpoint, *akv_endpoint, *kid, *virtual_dir, *ca_bundle, *imds_endpoint;
+	const char *server_log;
+	long releases, warmup, pause_ms;
+};
+
+struct percentiles {
+	double p50, p99;
+};
+
+struct mode_result {
+	const char *name;
+	struct percentiles client, server;
+	double ratio; /* (client p50 - server p50) / server p50 */
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+	        "Usage: key_release --maa-endpoint HOST:PORT --akv-endpoint HOST:PORT --kid NAME\n"
+	        "                   --virtual-dir DIR --ca-bundle PEM --imds-endpoint URL\n"
+	        "                   --server-log FILE [-n N] [--warmup N] [--pause-ms MS]\n"
+	        "\n"
+	        "  -n, --releases N   measured releases per mode (default 200)\n"
+	        "      --warmup N     unmeasured releases first (default 3)\n"
+	        "      --pause-ms MS  idle time between releases, as a sidecar between requests;\n"
+	        "                     lets the pool refill (default 300; applied in both modes)\n"
+	        "      --server-log   devcloud's stderr (request log at level info)\n");
+}
+
+static int parse_long(const char *opt, const char *s, long min, long max, long *out)
+{
+	char *end;
+	long v;
+
+	errno = 0;
+	v = strtol(s, &end, 10);
+	if (errno || end == s || *end || v < min || v > max) {
+		fprintf(stderr, "key_release: %s must be %ld..%ld, not '%s'\n", opt, min, max, s);
+		return -EINVAL;
+	}
+	*out = v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct bench_options *o)
+{
+	enum {
+		OPT_MAA = 0x100,
+		OPT_AKV,
+		OPT_KID,
+		OPT_VDIR,
+		OPT_CA,
+		OPT_IMDS,
+		OPT_LOG,
+		OPT_WARM,
+		OPT_PAUSE
+	};
+	static const struct option options[] = {
+	        {"maa-endpoint", required_argument, NULL, OPT_MAA},
+	        {"akv-endpoint", required_argument, NULL, OPT_AKV},
+	        {"kid", required_argument, NULL, OPT_KID},
+	        {"virtual-dir", required_argument, NULL, OPT_VDIR},
+	        {"ca-bundle", required_argument, NULL, OPT_CA},
+	        {"imds-endpoint", required_argument, NULL, OPT_IMDS},
+	        {"server-log", required_argument, NULL, OPT_LOG},
+	        {"releases", required_argument, NULL, 'n'},
+	        {"warmup", required_argument, NULL, OPT_WARM},
+	        {"pause-ms", required_argument, NULL, OPT_PAUSE},
+	        {"help", no_argument, NULL, 'h'},
+	        {},
+	};
+	int c;
+
+	o->releases = 200;
+	o->warmup = 3;
+	o->pause_ms = 300;
+	while ((c = getopt_long(argc, argv, "n:h", options, NULL)) >= 0) {
+		switch (c) {
+		case OPT_MAA:
+			o->maa_endpoint = optarg;
+			break;
+		case OPT_AKV:
+			o->akv_endpoint = optarg;
+			break;
+		case OPT_KID:
+			o->kid = optarg;
+			break;
+		case OPT_VDIR:
+			o->virtual_dir = optarg;
+			break;
+		case OPT_CA:
+			o->ca_bundle = optarg;
+			break;
+		case OPT_IMDS:
+			o->imds_endpoint = optarg;
+			break;
+		case OPT_LOG:
+			o->server_log = optarg;
+			break;
+		case 'n':
+			if (parse_long("--releases", optarg, 1, 100000, &o->releases) < 0)
+				return -EINVAL;
+			break;
+		case OPT_WARM:
+			if (parse_long("--warmup", optarg, 0, 1000, &o->warmup) < 0)
+				return -EINVAL;
+			break;
+		case OPT_PAUSE:
+			if (parse_long("--pause-ms", optarg, 0, 60000, &o->pause_ms) < 0)
+				return -EINVAL;
+			break;
+		case 'h':
+			usage(stdout);
+			exit(EXIT_SUCCESS);
+		default:
+			usage(stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc || !o->maa_endpoint || !o->akv_endpoint || !o->kid || !o->virtual_dir ||
+	    !o->ca_bundle || !o->imds_endpoint || !o->server_log) {
+		usage(stderr);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static double now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+
+	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+		;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentiles of @n values (sorted in place). */
+static struct percentiles percentiles_of(double *v, size_t n)
+{
+	struct percentiles p;
+	size_t i50 = (n * 50 + 99) / 100, i99 = (n * 99 + 99) / 100;
+
+	qsort(v, n, sizeof(*v), cmp_double);
+	p.p50 = v[i50 ? i50 - 1 : 0];
+	p.p99 = v[i99 ? i99 - 1 : 0];
+	return p;
+}
+
+static off_t file_size(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_size : -1;
+}
+
+/* "... <needle> <status> <X> ms" → X, or a negative value when the line does not match. */
+static double request_ms(const char *line, const char *needle)
+{
+	const char *p = strstr(line, needle);
+	unsigned status;
+	double ms;
+
+	if (!p || sscanf(p + strlen(needle), " %u %lf ms", &status, &ms) != 2 || status != 200)
+		return -1;
+	return ms;
+}
+
+/*
+ * The server time of each release since log offset @from: the i-th attest line plus the i-th
+ * release line (releases run one after another, so the lines come in order). Waits briefly:
+ * devcloud writes a request's line just after queuing its response.
+ */
+static int server_times(const struct bench_options *o, off_t from, size_t n, double *out)
+{
+	_cleanup_free_ char *release_needle = NULL;
+
+	if (asprintf(&release_needle, "POST /keys/%s/release", o->kid) < 0)
+		return -ENOMEM;
+	for (int attempt = 0; attempt < 50; attempt++) {
+		_cleanup_free_ char *text = NULL;
+		size_t len, n_attest = 0, n_release = 0;
+		int r = read_file(o->server_log, LOG_MAX, &text, &len);
+
+		if (r < 0) {
+			fprintf(stderr, "key_release: %s: %s\n", o->server_log, strerror(-r));
+			return r;
+		}
+		for (size_t i = 0; i < n; i++)
+			out[i] = 0;
+		for (char *line = text + (from < (off_t)len ? from : (off_t)len), *next; *line;
+		     line = next) {
+			double ms;
+
+			next = strchr(line, '\n');
+			if (!next)
+				break; /* a line being written */
+			*next++ = 0;
+			if ((ms = request_ms(line, "POST /attest/SevSnpVm")) >= 0) {
+				if (n_attest < n)
+					out[n_attest] += ms;
+				n_attest++;
+			} else if ((ms = request_ms(line, release_needle)) >= 0) {
+				if (n_release < n)
+					out[n_release] += ms;
+				n_release++;
+			}
+		}
+		if (n_attest == n && n_release == n)
+			return 0;
+		if (n_attest > n || n_release > n) {
+			fprintf(stderr,
+			        "key_release: %s has %zu attest and %zu release lines for %zu "
+			        "releases: is another client using this devcloud?\n",
+			        o->server_log, n_attest, n_release, n);
+			return -EPROTO;
+		}
+		sleep_ms(100);
+	}
+	fprintf(stderr,
+	        "key_release: %s lacks request lines (is devcloud logging at level info?)\n",
+	        o->server_log);
+	return -EPROTO;
+}
+
+static int run_mode(const struct bench_options *o, int kek_pool_size, struct mode_result *res)
+{
+	struct skr_attest_config cfg = {
+	        .source = {.kind = SNP_SOURCE_VIRTUAL, .virtual_dir = o->virtual_dir},
+	        .ca_bundle = o->ca_bundle,
+	        .identity = {.imds_endpoint = o->imds_endpoint, .ca_bundle = o->ca_bundle},
+	        .kek_pool_size = kek_pool_size,
+	};
+	struct skr_release_request req = {
+	        .maa_endpoint = o->maa_endpoint,
+	        .akv_endpoint = o->akv_endpoint,
+	        .kid = o->kid,
+	};
+	struct skr_attester *a = NULL;
+	struct skr_error err = {0};
+	_cleanup_free_ double *client = calloc((size_t)o->releases, sizeof(double));
+	_cleanup_free_ double *server = calloc((size_t)o->releases, sizeof(double));
+	size_t n = (size_t)o->releases;
+	off_t from = 0;
+	int r;
+
+	if (!client || !server)
+		return -ENOMEM;
+	cfg.certcache.ca_bundle = o->ca_bundle;
+	r = skr_attester_new(&cfg, &a, &err);
+	if (r < 0) {
+		fprintf(stderr, "key_release: attester: %s\n", skr_error_message(&err));
+		return r;
+	}
+	/* The pool fills at start: give it the same head start a sidecar has before a request. */
+	sleep_ms(o->pause_ms);
+	for (long i = 0; i < o->warmup + o->releases; i++) {
+		struct skr_key *key = NULL;
+		double t0;
+
+		if (i == o->warmup) {
+			from = file_size(o->server_log);
+			if (from < 0) {
+				fprintf(stderr, "key_release: %s: %s\n", o->server_log,
+				        strerror(errno));
+				skr_attester_free(a);
+				return -errno;
+			}
+		}
+		t0 = now_ms();
+		r = skr_release_key(a, &req, &key, &err);
+		if (i >= o->warmup)
+			client[i - o->warmup] = now_ms() - t0;
+		skr_key_free(key);
+		if (r < 0) {
+			fprintf(stderr, "key_release: release %ld (%s): %s\n", i + 1, res->name,
+			        skr_error_message(&err));
+			skr_attester_free(a);
+			return r;
+		}
+		sleep_ms(o->pause_ms);
+	}
+	skr_attester_free(a);
+	if (o->warmup == 0)
+		from = 0;
+	r = server_times(o, from, n, server);
+	if (r < 0)
+		return r;
+	res->client = percentiles_of(client, n);
+	res->server = percentiles_of(server, n);
+	res->ratio = (res->client.p50 - res->server.p50) / res->server.p50;
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct bench_options o = {0};
+	struct mode_result pool = {.name = "kek pool"}, inline_gen = {.name = "no pool"};
+	bool pass;
+
+	if (parse_options(argc, argv, &o) < 0)
+		return 2;
+	log_set_level(LOG_LEVEL_WARN); /* the library's per-release info lines would skew timing */
+
+	fprintf(stderr, "key_release: %ld releases per mode (+%ld warm-up), %ld ms apart\n",
+	        o.releases, o.warmup, o.pause_ms);
+	if (run_mode(&o, 0, &pool) < 0 || run_mode(&o, -1, &inline_gen) < 0)
+		return 1;
+
+	printf("key release benchmark: %ld releases per mode, key '%s' at %s, devcloud on "
+	       "loopback\n\n",
+	       o.releases, o.kid, o.akv_endpoint);
+	printf("%-22s %11s %11s %11s %11s %15s\n", "mode", "client p50", "client p99", "server p50",
+	       "server p99", "overhead ratio");
+	for (int i = 0; i < 2; i++) {
+		const struct mode_result *m = i == 0 ? &pool : &inline_gen;
+
+		printf("%-22s %8.1f ms %8.1f ms %8.1f ms %8.1f ms %14.0f%%\n",
+		       i == 0 ? "kek pool (default)" : "no pool (baseline)", m->client.p50,
+		       m->client.p99, m->server.p50, m->server.p99, m->ratio * 100);
+	}
+	printf("\nclient p50 without pool / with pool: %.2fx; overhead ratio without / with: "
+	       "%.2fx\n",
+	       inline_gen.client.p50 / pool.client.p50,
+	       pool.ratio > 0 ? inline_gen.ratio / pool.ratio : 0.0);
+	pass = pool.ratio <= GOAL_RATIO;
+	printf("goal: client overhead <= %.0f%% of the server time at p50 (kek pool): %s "
+	       "(%.0f%%)\n",
+	       GOAL_RATIO * 100, pass ? "PASS" : "MISS", pool.ratio * 100);
+	return 0;
+}

@@ -1,0 +1,174 @@
+/* SPDX-License-Identifier: MIT */
+#include "daemon.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "audit.h"
+#include "log.h"
+#include "logsink.h"
+#include "status.h"
+
+/*
+ * Signals the main thread takes with sigwait(): blocked before any thread exists (the
+ * attester's key pool, MHD, the workers), so no other thread ever runs a handler.
+ */
+static void daemon_signal_set(sigset_t *set)
+{
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+}
+
+/* Core dumps off (a dump would hold released keys and tokens), files private by default. */
+static void daemon_harden(void)
+{
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0)
+		log_warn("prctl(PR_SET_DUMPABLE, 0) failed: %s; core dumps stay possible",
+		         skr_strerror(errno));
+	umask(077);
+}
+
+struct daemon {
+	const struct sidecar_config *cfg;
+	struct sidecar_logsink *log;
+	struct sidecar_audit *audit;
+	struct sidecar_status *status;
+	struct skr_attester *attester;
+	struct sidecar_api api;
+	struct sidecar_api_server *server;
+};
+
+static void daemon_release(struct daemon *d)
+{
+	sidecar_api_server_free(d->server);
+	skr_attester_free(d->attester);
+	sidecar_status_free(d->status);
+	sidecar_audit_free(d->audit);
+	/* Last: everything above may still log. */
+	sidecar_logsink_free(d->log);
+	memset(d, 0, sizeof(*d));
+}
+
+static int daemon_start(struct daemon *d, const struct sidecar_config *cfg)
+{
+	const char *mount_points[SIDECAR_FILESYSTEMS_MAX];
+	struct skr_attest_config acfg;
+	struct skr_error err = {0};
+	enum log_level level;
+	int r;
+
+	d->cfg = cfg;
+	r = sidecar_logsink_new(cfg->log_file, cfg->log_format, &d->log, &err);
+	if (r < 0) {
+		log_error("%s", err.msg);
+		return r;
+	}
+	sidecar_logsink_install(d->log);
+	if (cfg->log_level && log_level_from_string(cfg->log_level, &level) == 0)
+		log_set_level(level);
+
+	r = sidecar_audit_new(cfg->audit_file, d->log, &d->audit, &err);
+	if (r < 0) {
+		log_error("%s", err.msg);
+		return r;
+	}
+	for (size_t i = 0; i < cfg->n_filesystems && i < SIDECAR_FILESYSTEMS_MAX; i++)
+		mount_points[i] = cfg->filesystems[i].mount_point;
+	r = sidecar_status_new(mount_points, cfg->n_filesystems, &d->status, &err);
+	if (r < 0) {
+		log_error("%s", err.msg);
+		return r;
+	}
+	sidecar_config_attest(cfg, &acfg);
+	r = skr_attester_new(&acfg, &d->attester, &err);
+	if (r < 0) {
+		log_error("attester: %s", err.msg);
+		return r;
+	}
+	d->api = (struct sidecar_api){
+	        .cfg = cfg,
+	        .attester = d->attester,
+	        .status = d->status,
+	        .audit = d->audit,
+	};
+	r = sidecar_api_server_start(&d->api, cfg->port, &d->server, &err);
+	if (r < 0) {
+		log_error("API: %s", err.msg);
+		return r;
+	}
+	sidecar_status_set_ready(d->status, true);
+	log_info("confidential-sidecar ready: API on port %u", sidecar_api_server_port(d->server));
+	return 0;
+}
+
+static void daemon_reopen(struct daemon *d)
+{
+	struct skr_error err = {0};
+
+	if (sidecar_logsink_reopen(d->log, &err) < 0)
+		log_error("SIGHUP: %s; logging continues to the old file", err.msg);
+	skr_error_clear(&err);
+	if (sidecar_audit_reopen(d->audit, &err) < 0)
+		log_error("SIGHUP: %s; audit records continue to the old file", err.msg);
+	log_info("SIGHUP: log files reopened");
+}
+
+int sidecar_daemon_run(const struct sidecar_config *cfg)
+{
+	struct daemon d = {0};
+	sigset_t set;
+	int sig = 0, r;
+
+	daemon_harden();
+	daemon_signal_set(&set);
+	r = pthread_sigmask(SIG_BLOCK, &set, NULL);
+	if (r != 0) {
+		log_error("cannot block signals: %s", skr_strerror(r));
+		return 1;
+	}
+	/* A client that hangs up mid-answer must not kill the daemon. */
+	signal(SIGPIPE, SIG_IGN);
+
+	if (daemon_start(&d, cfg) < 0) {
+		daemon_release(&d);
+		return 1;
+	}
+	for (;;) {
+		r = sigwait(&set, &sig);
+		if (r != 0)
+			continue;
+		if (sig == SIGHUP) {
+			daemon_reopen(&d);
+			continue;
+		}
+		break;
+	}
+	log_info("%s: stopping: no new connections, waiting up to %d s for %u request(s) in flight",
+	         sig == SIGTERM ? "SIGTERM" : "SIGINT", SIDECAR_SHUTDOWN_TIMEOUT_MS / 1000,
+	         sidecar_api_server_in_flight(d.server));
+	sidecar_status_set_ready(d.status, false);
+	sidecar_api_server_quiesce(d.server);
+	if (sidecar_api_server_drain(d.server, SIDECAR_SHUTDOWN_TIMEOUT_MS) < 0) {
+		/*
+		 * Their threads still use the attester and the connections: freeing either would
+		 * crash them. Exit without unwinding; the kernel reclaims the locked pages.
+		 */
+		log_error("stopping: %u request(s) still running after %d s; exiting without them",
+		          sidecar_api_server_in_flight(d.server),
+		          SIDECAR_SHUTDOWN_TIMEOUT_MS / 1000);
+		_exit(0);
+	}
+	log_info("stopped");
+	daemon_release(&d);
+	return 0;
+}

@@ -1,0 +1,1116 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The sidecar daemon as a real process against a real devcloud (attestation service, key vault
+ * and IMDS on ephemeral loopback ports, HTTPS with devcloud's CA), configured the way a
+ * container group configures it: SkrSideCarArgs / EncfsSideCarArgs / Port / LogFile / LogLevel
+ * in the environment, the virtual SEV-SNP platform of devcloud's state as attestation source.
+ *   1. every endpoint with valid and invalid bodies (wrong types, missing fields, empty
+ *      strings, bad base64, a 1 MiB body, wrong method, unknown path): status and exact body;
+ *   2. /attest/raw and /attest/combined evidence that verifies; /attest/maa returns a token that
+ *      verifies against devcloud's published keys;
+ *   3. /key/release returns the imported key as the Go sidecar's JWK string, with the daemon's
+ *      managed identity (IMDS) and with a caller's access_token; a missing key is a 404;
+ *   4. endpoints outside the allowlist are refused with 403 before any token is fetched (the
+ *      devcloud request log shows no IMDS and no vault request);
+ *   5. the listeners are loopback only: a non-loopback address of the machine refuses the port,
+ *      and /proc/net/tcp{,6} show the listening sockets bound to 127.0.0.1 and ::1 only;
+ *   6. the audit file has one record per attestation and release; SIGHUP reopens the log;
+ *      SIGTERM stops the daemon with exit 0;
+ *   7. neither the released key, the MAA token nor the bearer token appear in the daemon's log
+ *      (level trace), its stderr or the audit file.
+ * devcloud and the daemon are always killed at the end, even on failure.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <curl/curl.h>
+#include <json-c/json.h>
+#include <openssl/rand.h>
+
+#include "b64.h"
+#include "cleanup.h"
+#include "fileio.h"
+#include "ossl.h"
+#include "secret.h"
+#include "skr.h"
+
+#define OUT_MAX (64 * 1024 * 1024)
+
+static char tmpdir[] = "/tmp/test_sidecar_api.XXXXXX";
+static char state_dir[512], ca_path[600], platform_dir[600], endpoints_path[600];
+static char devcloud_log[600], daemon_log[600], daemon_err[600], audit_path[600];
+static const char *devcloud_bin, *daemon_bin;
+static pid_t devcloud_pid = -1, daemon_pid = -1;
+static char maa[64], akv[64], imds[128];
+static char host_hex[65];
+static uint16_t port;
+static char base_url[64];
+
+/* Secrets seen during the run: none may appear in the daemon's output. */
+static uint8_t key_bytes[32];
+static char *released_k; /* the JWK "k" of the released key */
+static char *maa_token;
+static char *bearer_token;
+
+static void kill_pid(pid_t *pid)
+{
+	if (*pid > 0) {
+		kill(*pid, SIGKILL);
+		waitpid(*pid, NULL, 0);
+		*pid = -1;
+	}
+}
+
+static void at_exit(void)
+{
+	char cmd[700];
+
+	kill_pid(&daemon_pid);
+	kill_pid(&devcloud_pid);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "cannot remove %s\n", tmpdir);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Processes
+ * ------------------------------------------------------------------------------------------- */
+
+static int run_devcloud_init(void)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -1;
+	if (pid == 0) {
+		int fd = open("/dev/null", O_WRONLY);
+
+		if (fd >= 0)
+			dup2(fd, STDOUT_FILENO);
+		execl(devcloud_bin, devcloud_bin, "init", "--state", state_dir, "--host-data",
+		      host_hex, (char *)NULL);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+static int endpoint_int(json_object *root, const char *key)
+{
+	json_object *v;
+
+	return json_object_object_get_ex(root, key, &v) ? json_object_get_int(v) : 0;
+}
+
+static int wait_for_devcloud(void)
+{
+	for (int i = 0; i < 600; i++) {
+		_cleanup_free_ char *text = NULL;
+		_cleanup_json_ json_object *root = NULL;
+		size_t len;
+		int status, attest, kv, imds_port;
+
+		if (waitpid(devcloud_pid, &status, WNOHANG) == devcloud_pid) {
+			fprintf(stderr, "devcloud serve exited early (status %d)\n", status);
+			devcloud_pid = -1;
+			return -1;
+		}
+		if (read_file(endpoints_path, 8192, &text, &len) == 0 &&
+		    (root = json_tokener_parse(text))) {
+			attest = endpoint_int(root, "attest_port");
+			kv = endpoint_int(root, "kv_port");
+			imds_port = endpoint_int(root, "imds_port");
+			if (attest > 0 && kv > 0 && imds_port > 0) {
+				snprintf(maa, sizeof(maa), "localhost:%d", attest);
+				snprintf(akv, sizeof(akv), "localhost:%d", kv);
+				snprintf(imds, sizeof(imds), "http://127.0.0.1:%d", imds_port);
+				return 0;
+			}
+		}
+		usleep(50 * 1000);
+	}
+	fprintf(stderr, "devcloud serve did not write %s in 30 s\n", endpoints_path);
+	return -1;
+}
+
+/* A port free on both 127.0.0.1 and ::1 (the daemon's configuration wants a fixed one). */
+static uint16_t free_port(void)
+{
+	for (int attempt = 0; attempt < 20; attempt++) {
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+		                          .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+		struct sockaddr_in6 sin6 = {.sin6_family = AF_INET6, .sin6_addr = in6addr_loopback};
+		socklen_t len = sizeof(sin);
+		int fd4 = socket(AF_INET, SOCK_STREAM, 0), fd6 = socket(AF_INET6, SOCK_STREAM, 0);
+		uint16_t p = 0;
+
+		if (fd4 >= 0 && bind(fd4, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+		    getsockname(fd4, (struct sockaddr *)&sin, &len) == 0) {
+			p = ntohs(sin.sin_port);
+			sin6.sin6_port = htons(p);
+			if (fd6 >= 0 && bind(fd6, (struct sockaddr *)&sin6, sizeof(sin6)) < 0 &&
+			    errno == EADDRINUSE)
+				p = 0;
+		}
+		if (fd4 >= 0)
+			close(fd4);
+		if (fd6 >= 0)
+			close(fd6);
+		if (p)
+			return p;
+	}
+	return 0;
+}
+
+static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
+{
+	return fwrite(ptr, size, nmemb, userdata);
+}
+
+struct http_result {
+	long status;
+	char *body;
+	char *content_type;
+	char *allow;
+	CURLcode rc;
+};
+
+static void http_result_clear(struct http_result *r)
+{
+	free(r->body);
+	free(r->content_type);
+	free(r->allow);
+	memset(r, 0, sizeof(*r));
+}
+
+static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
+{
+	struct http_result *r = userdata;
+	size_t len = size * n;
+
+	if (len > 6 && strncasecmp(buf, "Allow:", 6) == 0)
+		r->allow = strndup(buf + 7, strcspn(buf + 7, "\r\n"));
+	return len;
+}
+
+/* @method @url (http://, https:// with devcloud's CA) with @body (may be NULL). */
+static void http(const char *method, const char *url, const char *const *headers, const char *body,
+                 size_t body_len, struct http_result *res)
+{
+	CURL *c = curl_easy_init();
+	struct curl_slist *hl = NULL;
+	size_t size = 0;
+	FILE *f = open_memstream(&res->body, &size);
+	char *ct = NULL;
+
+	assert_non_null(c);
+	assert_non_null(f);
+	for (size_t i = 0; headers && headers[i]; i++)
+		hl = curl_slist_append(hl, headers[i]);
+	if (body)
+		hl = curl_slist_append(hl, "Content-Type: application/json");
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, res);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
+	}
+	res->rc = curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
+	curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+	res->content_type = ct ? strdup(ct) : NULL;
+	curl_slist_free_all(hl);
+	curl_easy_cleanup(c);
+	fclose(f);
+}
+
+static void api(const char *method, const char *path, const char *body, struct http_result *res)
+{
+	char url[256];
+
+	snprintf(url, sizeof(url), "%s%s", base_url, path);
+	http(method, url, NULL, body, body ? strlen(body) : 0, res);
+	if (res->rc != CURLE_OK)
+		fail_msg("%s %s: %s", method, path, curl_easy_strerror(res->rc));
+	assert_non_null(res->content_type);
+	assert_string_equal(res->content_type, "application/json; charset=utf-8");
+}
+
+/* Lines of devcloud's request log containing @needle. */
+static size_t devcloud_count(const char *needle)
+{
+	_cleanup_free_ char *text = NULL;
+	size_t len, n = 0;
+
+	usleep(100 * 1000); /* the log line follows the response */
+	assert_int_equal(read_file(devcloud_log, OUT_MAX, &text, &len), 0);
+	for (const char *p = text; (p = strstr(p, needle)); p++)
+		n++;
+	return n;
+}
+
+static char *b64_std(const char *s)
+{
+	char *out = NULL;
+
+	assert_int_equal(b64_encode(s, strlen(s), B64_STD, &out), 0);
+	return out;
+}
+
+/* Start the daemon with @skr_args (JSON) and @encfs_args (JSON or NULL). */
+static void start_daemon(const char *skr_args, const char *encfs_args)
+{
+	_cleanup_free_ char *skr_b64 = b64_std(skr_args);
+	_cleanup_free_ char *encfs_b64 = encfs_args ? b64_std(encfs_args) : NULL;
+	char port_str[16];
+
+	port = free_port();
+	assert_true(port > 0);
+	snprintf(port_str, sizeof(port_str), "%u", port);
+	snprintf(base_url, sizeof(base_url), "http://localhost:%u", port);
+	daemon_pid = fork();
+	assert_true(daemon_pid >= 0);
+	if (daemon_pid == 0) {
+		int fd = open(daemon_err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+
+		if (fd >= 0)
+			dup2(fd, STDERR_FILENO);
+		setenv("SkrSideCarArgs", skr_b64, 1);
+		if (encfs_b64)
+			setenv("EncfsSideCarArgs", encfs_b64, 1);
+		else
+			unsetenv("EncfsSideCarArgs");
+		setenv("Port", port_str, 1);
+		setenv("LogFile", daemon_log, 1);
+		/* the most verbose level: secrets must not appear at any level */
+		setenv("LogLevel", "trace", 1);
+		execl(daemon_bin, daemon_bin, (char *)NULL);
+		_exit(127);
+	}
+	/* ready when /status answers */
+	for (int i = 0; i < 300; i++) {
+		struct http_result r = {0};
+		char url[128];
+		int status;
+
+		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
+			daemon_pid = -1;
+			fail_msg("the daemon exited at start (status %d)", status);
+		}
+		snprintf(url, sizeof(url), "%s/status", base_url);
+		http("GET", url, NULL, NULL, 0, &r);
+		if (r.rc == CURLE_OK && r.status == 200) {
+			http_result_clear(&r);
+			return;
+		}
+		http_result_clear(&r);
+		usleep(50 * 1000);
+	}
+	fail_msg("the daemon did not answer /status in 15 s");
+}
+
+/* SIGTERM: exit 0 within the shutdown bound. */
+static void stop_daemon(void)
+{
+	int status = 0;
+
+	assert_int_equal(kill(daemon_pid, SIGTERM), 0);
+	for (int i = 0; i < 240 && waitpid(daemon_pid, &status, WNOHANG) == 0; i++)
+		usleep(50 * 1000);
+	if (waitpid(daemon_pid, &status, WNOHANG) == 0 && kill(daemon_pid, 0) == 0)
+		fail_msg("the daemon did not stop within 12 s of SIGTERM");
+	daemon_pid = -1;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+static char *skr_args_json(const char *extra)
+{
+	char *json = NULL;
+
+	assert_true(asprintf(&json,
+	                     "{\"certcache\": {\"endpoint_type\": \"AMD\"},"
+	                     " \"attestation_source\": \"virtual\","
+	                     " \"virtual_platform_dir\": \"%s\", \"ca_bundle\": \"%s\","
+	                     " \"imds_endpoint\": \"%s\", \"audit_file\": \"%s\"%s}",
+	                     platform_dir, ca_path, imds, audit_path, extra ? extra : "") > 0);
+	return json;
+}
+
+/* An IMDS token for the vault, the way an operator would fetch one. */
+static char *imds_vault_token(void)
+{
+	static const char *const headers[] = {"Metadata: true", NULL};
+	struct http_result r = {0};
+	_cleanup_json_ json_object *root = NULL;
+	json_object *t;
+	char url[300];
+	char *token;
+
+	snprintf(url, sizeof(url),
+	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", imds,
+	         "https%3A%2F%2Fvault.azure.net");
+	http("GET", url, headers, NULL, 0, &r);
+	assert_int_equal(r.status, 200);
+	root = json_tokener_parse(r.body);
+	assert_non_null(root);
+	assert_true(json_object_object_get_ex(root, "access_token", &t));
+	token = strdup(json_object_get_string(t));
+	http_result_clear(&r);
+	return token;
+}
+
+/* Import a random oct key named @name with a policy pinning the platform's host data. */
+static void import_key(const char *name)
+{
+	_cleanup_free_ char *policy = NULL, *kid = NULL, *k = NULL, *jwk = NULL, *claims = NULL;
+	_cleanup_free_ char *token = imds_vault_token();
+	struct skr_error err = {0};
+
+	assert_true(
+	        asprintf(&claims,
+	                 "[[{\"claim\": \"x-ms-sevsnpvm-hostdata\", \"equals\": \"%s\"},"
+	                 " {\"claim\": \"x-ms-sevsnpvm-is-debuggable\", \"equals\": \"false\"}]]",
+	                 host_hex) > 0);
+	if (skr_policy_build(maa, claims, strlen(claims), &policy, &err) < 0)
+		fail_msg("policy: %s", err.msg);
+	assert_int_equal(RAND_bytes(key_bytes, sizeof(key_bytes)), 1);
+	assert_int_equal(b64_encode(key_bytes, sizeof(key_bytes), B64_URL_NOPAD, &k), 0);
+	assert_true(asprintf(&jwk,
+	                     "{\"kty\":\"oct-HSM\",\"key_ops\":[\"wrapKey\",\"unwrapKey\"],"
+	                     "\"k\":\"%s\",\"key_size\":256}",
+	                     k) > 0);
+	struct skr_akv_import imp = {
+	        .endpoint = akv,
+	        .name = name,
+	        .jwk_json = jwk,
+	        .jwk_len = strlen(jwk),
+	        .hsm = true,
+	        .policy_json = policy,
+	        .exportable = true,
+	        .bearer_token = token,
+	        .ca_bundle = ca_path,
+	};
+	if (skr_akv_import_key(&imp, &kid, &err) < 0)
+		fail_msg("import: %s", err.msg);
+	secure_erase(jwk, strlen(jwk));
+}
+
+static int group_setup(void **state)
+{
+	uint8_t host_data[32];
+
+	(void)state;
+	devcloud_bin = getenv("DEVCLOUD_BIN");
+	daemon_bin = getenv("SIDECAR_BIN");
+	if (!devcloud_bin || !daemon_bin) {
+		fprintf(stderr, "DEVCLOUD_BIN and SIDECAR_BIN must be set (meson test does)\n");
+		return -1;
+	}
+	if (!mkdtemp(tmpdir))
+		return -1;
+	atexit(at_exit);
+	snprintf(state_dir, sizeof(state_dir), "%s/state", tmpdir);
+	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", state_dir);
+	snprintf(platform_dir, sizeof(platform_dir), "%s/platform", state_dir);
+	snprintf(endpoints_path, sizeof(endpoints_path), "%s/endpoints.json", state_dir);
+	snprintf(devcloud_log, sizeof(devcloud_log), "%s/devcloud.log", tmpdir);
+	snprintf(daemon_log, sizeof(daemon_log), "%s/sidecar.log", tmpdir);
+	snprintf(daemon_err, sizeof(daemon_err), "%s/sidecar.stderr", tmpdir);
+	snprintf(audit_path, sizeof(audit_path), "%s/audit.jsonl", tmpdir);
+	if (RAND_bytes(host_data, sizeof(host_data)) != 1)
+		return -1;
+	hex_encode(host_data, sizeof(host_data), host_hex);
+	if (run_devcloud_init() != 0) {
+		fprintf(stderr, "devcloud init failed\n");
+		return -1;
+	}
+	devcloud_pid = fork();
+	if (devcloud_pid < 0)
+		return -1;
+	if (devcloud_pid == 0) {
+		int fd = open(devcloud_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
+
+		if (fd >= 0)
+			dup2(fd, STDERR_FILENO);
+		/* info: the request log is how the tests see what was (not) sent */
+		execl(devcloud_bin, devcloud_bin, "serve", "--state", state_dir, "--attest-port",
+		      "0", "--kv-port", "0", "--imds-port", "0", "--log-level", "info",
+		      (char *)NULL);
+		_exit(127);
+	}
+	return wait_for_devcloud();
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	kill_pid(&daemon_pid);
+	kill_pid(&devcloud_pid);
+	free(released_k);
+	free(maa_token);
+	free(bearer_token);
+	return 0;
+}
+
+static const char *str_field(json_object *o, const char *key)
+{
+	json_object *v;
+
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		fail_msg("no string field %s in %s", key, json_object_to_json_string(o));
+	return json_object_get_string(v);
+}
+
+static json_object *parse_ok(const struct http_result *r)
+{
+	json_object *o;
+
+	if (r->status != 200)
+		fail_msg("expected 200, got %ld %s", r->status, r->body);
+	o = json_tokener_parse(r->body);
+	assert_non_null(o);
+	return o;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 1. Valid and invalid requests (the daemon with an explicit allowlist)
+ * ------------------------------------------------------------------------------------------- */
+
+static void start_default_daemon(void)
+{
+	_cleanup_free_ char *extra = NULL, *json = NULL;
+
+	assert_true(asprintf(&extra,
+	                     ", \"allowed_endpoints\": {\"attestation\": [\"%s\"], \"key_vault\": "
+	                     "[\"https://%s\"]}",
+	                     maa, akv) > 0);
+	json = skr_args_json(extra);
+	start_daemon(json, NULL);
+}
+
+static void expect(const char *method, const char *path, const char *body, long code,
+                   const char *expected)
+{
+	struct http_result r = {0};
+
+	api(method, path, body, &r);
+	if (r.status != code || strcmp(r.body, expected) != 0)
+		fail_msg("%s %s %.80s: got %ld %s, expected %ld %s", method, path,
+		         body ? body : "(none)", r.status, r.body, code, expected);
+	http_result_clear(&r);
+}
+
+static void expect_error(const char *method, const char *path, const char *body, long code,
+                         const char *message)
+{
+	_cleanup_json_ json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "error", json_object_new_string(message));
+	expect(method, path, body, code,
+	       json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+static void test_requests(void **state)
+{
+	static const char not_b64[] = "field 'runtime_data' is not base64: expected the standard "
+	                              "or URL-safe alphabet with '=' padding";
+	static const char *const attest_paths[] = {"/attest/raw", "/attest/combined"};
+	char body[512];
+	struct http_result r = {0};
+	_cleanup_free_ char *big = malloc(1024 * 1024 + 1);
+	size_t tokens = devcloud_count("/metadata/identity"), attests = devcloud_count("/attest/");
+
+	(void)state;
+	start_default_daemon();
+
+	expect("GET", "/status", NULL, 200,
+	       "{\"message\":\"Status OK\",\"state\":\"ready\",\"filesystems\":[]}");
+	expect_error("GET", "/nope", NULL, 404,
+	             "unknown path '/nope': the API serves GET /status and POST /attest/raw, "
+	             "/attest/combined, /attest/maa, /key/release");
+	/* wrong methods carry Allow */
+	api("POST", "/status", "{}", &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "GET, HEAD");
+	assert_string_equal(r.body,
+	                    "{\"error\":\"method POST is not allowed on /status: use GET\"}");
+	http_result_clear(&r);
+	api("GET", "/key/release", NULL, &r);
+	assert_int_equal(r.status, 405);
+	assert_string_equal(r.allow, "POST");
+	assert_string_equal(r.body,
+	                    "{\"error\":\"method GET is not allowed on /key/release: use POST\"}");
+	http_result_clear(&r);
+
+	for (size_t i = 0; i < ELEMENTSOF(attest_paths); i++) {
+		const char *p = attest_paths[i];
+
+		expect_error("GET", p, NULL, 405,
+		             strcmp(p, "/attest/raw") == 0
+		                     ? "method GET is not allowed on /attest/raw: use POST"
+		                     : "method GET is not allowed on /attest/combined: use POST");
+		expect_error("POST", p, "", 400, "request body is empty: expected a JSON object");
+		expect_error("POST", p, "xyz", 400,
+		             "request body is not valid JSON: unexpected character");
+		expect_error("POST", p, "[1]", 400, "request body must be a JSON object");
+		expect_error("POST", p, "{}", 400, "field 'runtime_data' is required");
+		expect_error("POST", p, "{\"runtime_data\": \"\"}", 400,
+		             "field 'runtime_data' is required and may not be empty");
+		expect_error("POST", p, "{\"runtime_data\": 42}", 400,
+		             "field 'runtime_data' must be a string");
+		expect_error("POST", p, "{\"runtime_data\": \"***\"}", 400, not_b64);
+		expect_error("POST", p, "{\"runtime_data\": \"QUI\"}", 400, not_b64);
+	}
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": 1}", maa);
+	expect_error("POST", "/attest/maa", body, 400, "field 'runtime_data' must be a string");
+	expect_error("POST", "/attest/maa", "{\"runtime_data\": \"QUJD\"}", 400,
+	             "field 'maa_endpoint' is required");
+	expect_error("POST", "/attest/maa", "{\"maa_endpoint\": \"\", \"runtime_data\": \"QUJD\"}",
+	             400, "field 'maa_endpoint' is required and may not be empty");
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"Q\"}", maa);
+	expect_error("POST", "/attest/maa", body, 400, not_b64);
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\"}", maa,
+	         akv);
+	expect_error("POST", "/key/release", body, 400, "field 'kid' is required");
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"\"}", maa, akv);
+	expect_error("POST", "/key/release", body, 400,
+	             "field 'kid' is required and may not be empty");
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": 7, \"kid\": \"k\"}", maa);
+	expect_error("POST", "/key/release", body, 400, "field 'akv_endpoint' must be a string");
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"k\", "
+	         "\"access_token\": false}",
+	         maa, akv);
+	expect_error("POST", "/key/release", body, 400, "field 'access_token' must be a string");
+	expect_error("POST", "/key/release", "{\"kid\": \"k\"}", 400,
+	             "field 'maa_endpoint' is required");
+
+	/* a 1 MiB body, on every POST route */
+	assert_non_null(big);
+	memset(big, ' ', 1024 * 1024);
+	big[0] = '{';
+	big[1024 * 1024 - 1] = '}';
+	big[1024 * 1024] = 0;
+	expect_error("POST", "/attest/raw", big, 413, "request body is larger than 65536 bytes");
+	expect_error("POST", "/attest/combined", big, 413,
+	             "request body is larger than 65536 bytes");
+	expect_error("POST", "/attest/maa", big, 413, "request body is larger than 65536 bytes");
+	expect_error("POST", "/key/release", big, 413, "request body is larger than 65536 bytes");
+
+	/* none of it reached devcloud */
+	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
+	assert_int_equal(devcloud_count("/attest/"), attests);
+	/* still serving */
+	expect("GET", "/status", NULL, 200,
+	       "{\"message\":\"Status OK\",\"state\":\"ready\",\"filesystems\":[]}");
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 2. Attestation
+ * ------------------------------------------------------------------------------------------- */
+
+static void expect_bound_report(const uint8_t *report, const void *runtime, size_t len)
+{
+	struct snp_report rep;
+	uint8_t rd[64];
+	struct skr_error err = {0};
+
+	assert_int_equal(snp_report_parse(report, SNP_REPORT_SIZE, &rep, &err), 0);
+	skr_report_data_for(runtime, len, rd);
+	assert_memory_equal(rep.report_data, rd, 64);
+	{
+		uint8_t hd[32];
+
+		assert_int_equal(hex_decode(host_hex, 64, hd, sizeof(hd)), 0);
+		assert_memory_equal(rep.host_data, hd, 32);
+	}
+}
+
+static void test_attest(void **state)
+{
+	struct http_result r = {0};
+	_cleanup_json_ json_object *raw = NULL, *combined = NULL, *maa_out = NULL;
+	_cleanup_free_ uint8_t *ev = NULL, *chain = NULL;
+	_cleanup_free_ char *claims = NULL, *issuer = NULL;
+	uint8_t report[SNP_REPORT_SIZE];
+	struct skr_token_verifier *verifier = NULL;
+	struct skr_error err = {0};
+	size_t len, chain_len;
+	char body[512];
+
+	(void)state;
+	/* /attest/raw, URL-safe alphabet as the Go sidecar's tests send it */
+	api("POST", "/attest/raw", "{\"runtime_data\": \"-_-_\"}", &r);
+	raw = parse_ok(&r);
+	assert_int_equal(strlen(str_field(raw, "report")), 2 * SNP_REPORT_SIZE);
+	assert_int_equal(
+	        hex_decode(str_field(raw, "report"), 2 * SNP_REPORT_SIZE, report, sizeof(report)),
+	        0);
+	expect_bound_report(report, "\xfb\xff\xbf", 3);
+	http_result_clear(&r);
+
+	/* /attest/combined */
+	api("POST", "/attest/combined", "{\"runtime_data\": \"eyJub25jZSI6MX0=\"}", &r);
+	combined = parse_ok(&r);
+	assert_int_equal(b64_decode(str_field(combined, "evidence"),
+	                            strlen(str_field(combined, "evidence")),
+	                            B64_ACCEPT_STD | B64_REQUIRE_PAD, &ev, &len),
+	                 0);
+	assert_int_equal(len, SNP_REPORT_SIZE);
+	expect_bound_report(ev, "{\"nonce\":1}", 11);
+	assert_int_equal(b64_decode(str_field(combined, "endorsements"),
+	                            strlen(str_field(combined, "endorsements")),
+	                            B64_ACCEPT_STD | B64_REQUIRE_PAD, &chain, &chain_len),
+	                 0);
+	{
+		struct snp_cert_chain *c = NULL;
+		struct snp_trust_store *ts = NULL;
+		struct snp_virtual *v = NULL;
+
+		assert_int_equal(snp_cert_chain_from_pem((const char *)chain, chain_len, &c, &err),
+		                 0);
+		assert_true(snp_cert_chain_is_complete(c));
+		/* the evidence verifies against the platform's ARK */
+		assert_int_equal(snp_virtual_open(platform_dir, &v, &err), 0);
+		assert_int_equal(snp_trust_store_new(&ts, &err), 0);
+		assert_int_equal(snp_trust_store_add_pem(ts, snp_virtual_ark_pem(v),
+		                                         strlen(snp_virtual_ark_pem(v)), &err),
+		                 0);
+		snp_virtual_free(v);
+		if (snp_report_verify(ev, len, c, ts, &err) < 0)
+			fail_msg("combined evidence does not verify: %s", err.msg);
+		snp_trust_store_free(ts);
+		snp_cert_chain_free(c);
+	}
+	assert_int_equal(strlen(str_field(combined, "endorsed_tcb")), 16);
+	assert_string_equal(str_field(combined, "uvm_endorsements"), "");
+	http_result_clear(&r);
+
+	/* /attest/maa: a token that verifies against devcloud's keys */
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"%s\"}", maa,
+	         "eyJub25jZSI6Mn0=");
+	api("POST", "/attest/maa", body, &r);
+	maa_out = parse_ok(&r);
+	assert_int_equal(json_object_object_length(maa_out), 1);
+	maa_token = strdup(str_field(maa_out, "token"));
+	http_result_clear(&r);
+	assert_int_equal(skr_token_verifier_new(ca_path, &verifier, &err), 0);
+	assert_true(asprintf(&issuer, "https://%s", maa) > 0);
+	if (skr_token_verifier_verify(verifier, issuer, maa_token, &claims, &err) < 0)
+		fail_msg("token does not verify: %s", err.msg);
+	skr_token_verifier_free(verifier);
+	/* bound to the runtime data */
+	{
+		_cleanup_json_ json_object *c = json_tokener_parse(claims);
+		uint8_t rd[64];
+		char rd_hex[129];
+
+		assert_non_null(c);
+		skr_report_data_for((const uint8_t *)"{\"nonce\":2}", 11, rd);
+		hex_encode(rd, sizeof(rd), rd_hex);
+		assert_string_equal(str_field(c, "x-ms-sevsnpvm-reportdata"), rd_hex);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 3. Key release
+ * ------------------------------------------------------------------------------------------- */
+
+static void expect_released_jwk(const struct http_result *r)
+{
+	_cleanup_json_ json_object *outer = parse_ok(r), *jwk = NULL;
+	_cleanup_free_ char *k = NULL;
+	json_object *ops;
+
+	/* the Go shape: {"key": "<the JWK as a JSON string>"} */
+	assert_int_equal(json_object_object_length(outer), 1);
+	jwk = json_tokener_parse(str_field(outer, "key"));
+	assert_non_null(jwk);
+	assert_string_equal(str_field(jwk, "kty"), "oct");
+	assert_int_equal(b64_encode(key_bytes, sizeof(key_bytes), B64_URL_NOPAD, &k), 0);
+	assert_string_equal(str_field(jwk, "k"), k);
+	assert_true(json_object_object_get_ex(jwk, "key_ops", &ops));
+	assert_int_equal(json_object_array_length(ops), 2);
+	if (!released_k)
+		released_k = strdup(k);
+}
+
+static void test_release(void **state)
+{
+	struct http_result r = {0};
+	char body[1024];
+	size_t tokens;
+
+	(void)state;
+	import_key("sidecar-key");
+
+	/* the daemon's own identity (devcloud's IMDS) */
+	tokens = devcloud_count("/metadata/identity");
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"sidecar-key\"}",
+	         maa, akv);
+	api("POST", "/key/release", body, &r);
+	expect_released_jwk(&r);
+	http_result_clear(&r);
+	assert_true(devcloud_count("/metadata/identity") > tokens);
+
+	/* a caller's access_token: no IMDS request */
+	bearer_token = imds_vault_token();
+	tokens = devcloud_count("/metadata/identity");
+	{
+		_cleanup_free_ char *with_token = NULL;
+
+		assert_true(asprintf(&with_token,
+		                     "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"https://%s\", "
+		                     "\"kid\": \"sidecar-key\", \"access_token\": \"%s\"}",
+		                     maa, akv, bearer_token) > 0);
+		api("POST", "/key/release", with_token, &r);
+	}
+	expect_released_jwk(&r);
+	http_result_clear(&r);
+	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
+
+	/* no such key: 404 with the vault's reason */
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"missing-key\"}",
+	         maa, akv);
+	api("POST", "/key/release", body, &r);
+	assert_int_equal(r.status, 404);
+	assert_true(strncmp(r.body, "{\"error\":\"secure key release failed: ", 37) == 0);
+	assert_non_null(strstr(r.body, "missing-key"));
+	http_result_clear(&r);
+
+	/* a bad bearer token: refused by the vault → 403 */
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"sidecar-key\", "
+	         "\"access_token\": \"not-a-valid-token\"}",
+	         maa, akv);
+	api("POST", "/key/release", body, &r);
+	assert_int_equal(r.status, 403);
+	assert_true(strncmp(r.body, "{\"error\":\"secure key release failed: ", 37) == 0);
+	http_result_clear(&r);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 4. Confused deputy
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_allowlist(void **state)
+{
+	char body[1024], want[1024];
+	size_t tokens = devcloud_count("/metadata/identity"), releases = devcloud_count("/release"),
+	       attests = devcloud_count("/attest/");
+
+	(void)state;
+	/* another vault (devcloud's IMDS port, say): refused before attesting or any token */
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"attacker.example.net\", \"kid\": "
+	         "\"sidecar-key\"}",
+	         maa);
+	snprintf(want, sizeof(want),
+	         "akv_endpoint 'attacker.example.net' is not allowed by configuration (allowed: "
+	         "%s); add it to allowed_endpoints.key_vault in SkrSideCarArgs",
+	         akv);
+	expect_error("POST", "/key/release", body, 403, want);
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"127.0.0.2:1\", \"akv_endpoint\": \"%s\", \"kid\": "
+	         "\"sidecar-key\"}",
+	         akv);
+	snprintf(want, sizeof(want),
+	         "maa_endpoint '127.0.0.2:1' is not allowed by configuration (allowed: %s); add it "
+	         "to allowed_endpoints.attestation in SkrSideCarArgs",
+	         maa);
+	expect_error("POST", "/key/release", body, 403, want);
+	expect_error("POST", "/attest/maa",
+	             "{\"maa_endpoint\": \"127.0.0.2:1\", \"runtime_data\": \"QUJD\"}", 403, want);
+	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
+	assert_int_equal(devcloud_count("/release"), releases);
+	assert_int_equal(devcloud_count("/attest/"), attests);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 5. Loopback only
+ * ------------------------------------------------------------------------------------------- */
+
+/* Local addresses of the listening sockets on @p in /proc/net/@file (hex, as the kernel has it). */
+static size_t listening_addresses(const char *file, uint16_t p, char addrs[][40], size_t max)
+{
+	char path[64], line[512];
+	size_t n = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/net/%s", file);
+	f = fopen(path, "r");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		char local[64], remote[64], st[8];
+		unsigned lport;
+		char *colon;
+
+		if (sscanf(line, "%*d: %63s %63s %7s", local, remote, st) != 3)
+			continue;
+		colon = strchr(local, ':');
+		if (!colon || sscanf(colon + 1, "%x", &lport) != 1 || lport != p ||
+		    strcmp(st, "0A") != 0) /* 0A: LISTEN */
+			continue;
+		*colon = 0;
+		if (n < max)
+			snprintf(addrs[n++], 40, "%.39s", local);
+	}
+	fclose(f);
+	return n;
+}
+
+static void test_loopback_only(void **state)
+{
+	struct ifaddrs *ifa = NULL;
+	char v4[8][40], v6[8][40];
+	size_t n4, n6, tried = 0;
+
+	(void)state;
+	/* the kernel's view: LISTEN sockets on the port are 127.0.0.1 and ::1, nothing else */
+	n4 = listening_addresses("tcp", port, v4, 8);
+	n6 = listening_addresses("tcp6", port, v6, 8);
+	assert_int_equal(n4, 1);
+	assert_string_equal(v4[0], "0100007F"); /* 127.0.0.1, little-endian hex */
+	assert_true(n6 <= 1);
+	if (n6)
+		assert_string_equal(v6[0], "00000000000000000000000001000000"); /* ::1 */
+
+	/* and in practice: every non-loopback address of the machine refuses the port */
+	assert_int_equal(getifaddrs(&ifa), 0);
+	for (struct ifaddrs *i = ifa; i; i = i->ifa_next) {
+		struct sockaddr_storage ss = {0};
+		socklen_t len;
+		char name[INET6_ADDRSTRLEN] = "";
+		int fd, r;
+
+		if (!i->ifa_addr || (i->ifa_flags & IFF_LOOPBACK) || !(i->ifa_flags & IFF_UP))
+			continue;
+		if (i->ifa_addr->sa_family == AF_INET) {
+			memcpy(&ss, i->ifa_addr, sizeof(struct sockaddr_in));
+			((struct sockaddr_in *)&ss)->sin_port = htons(port);
+			len = sizeof(struct sockaddr_in);
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, name,
+			          sizeof(name));
+		} else if (i->ifa_addr->sa_family == AF_INET6) {
+			memcpy(&ss, i->ifa_addr, sizeof(struct sockaddr_in6));
+			((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
+			len = sizeof(struct sockaddr_in6);
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, name,
+			          sizeof(name));
+		} else {
+			continue;
+		}
+		fd = socket(ss.ss_family, SOCK_STREAM, 0);
+		assert_true(fd >= 0);
+		r = connect(fd, (struct sockaddr *)&ss, len);
+		if (r == 0)
+			fail_msg("the daemon accepted a connection on %s (%s) port %u", name,
+			         i->ifa_name, port);
+		/* refused: nothing listens there (unreachable link-local scopes are fine too) */
+		assert_true(errno == ECONNREFUSED || errno == ENETUNREACH || errno == EINVAL ||
+		            errno == EADDRNOTAVAIL);
+		close(fd);
+		tried++;
+	}
+	freeifaddrs(ifa);
+	fprintf(stderr,
+	        "loopback-only: %zu non-loopback address(es) of this machine refuse port %u\n",
+	        tried, port);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 6. Audit, SIGHUP, EncfsSideCarArgs, SIGTERM
+ * ------------------------------------------------------------------------------------------- */
+
+static void test_audit_and_signals(void **state)
+{
+	_cleanup_free_ char *audit = NULL;
+	char rotated[700], fp[SKR_FINGERPRINT_STR_SIZE];
+	size_t len;
+	struct stat st;
+
+	(void)state;
+	assert_int_equal(read_file(audit_path, OUT_MAX, &audit, &len), 0);
+	assert_int_equal(stat(audit_path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	/* a record per attestation and release, success and failure */
+	assert_non_null(strstr(audit, "\"endpoint\":\"/attest/raw\",\"outcome\":\"success\""));
+	assert_non_null(strstr(audit, "\"endpoint\":\"/attest/combined\",\"outcome\":\"success\""));
+	assert_non_null(strstr(audit, "\"endpoint\":\"/attest/maa\",\"outcome\":\"success\""));
+	assert_non_null(strstr(audit, "\"endpoint\":\"/key/release\",\"outcome\":\"success\""));
+	assert_non_null(strstr(audit, "\"endpoint\":\"/key/release\",\"outcome\":\"denied\""));
+	assert_non_null(strstr(audit, "\"endpoint\":\"/key/release\",\"outcome\":\"error\""));
+	skr_key_fingerprint(key_bytes, sizeof(key_bytes), fp);
+	assert_non_null(strstr(audit, fp));
+	assert_non_null(strstr(audit, "\"token_jti\":\""));
+
+	/* SIGHUP: the rotated log stays, a new one is opened */
+	snprintf(rotated, sizeof(rotated), "%s.1", daemon_log);
+	assert_int_equal(rename(daemon_log, rotated), 0);
+	assert_int_equal(kill(daemon_pid, SIGHUP), 0);
+	for (int i = 0; i < 100 && access(daemon_log, F_OK) != 0; i++)
+		usleep(20 * 1000);
+	assert_int_equal(access(daemon_log, F_OK), 0);
+	expect("GET", "/status", NULL, 200,
+	       "{\"message\":\"Status OK\",\"state\":\"ready\",\"filesystems\":[]}");
+	usleep(100 * 1000);
+	{
+		_cleanup_free_ char *fresh = NULL;
+
+		assert_int_equal(read_file(daemon_log, OUT_MAX, &fresh, &len), 0);
+		assert_non_null(strstr(fresh, "GET /status 200"));
+		assert_int_equal(stat(daemon_log, &st), 0);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
+	stop_daemon();
+	/* stopped: the port refuses connections */
+	{
+		struct http_result r = {0};
+		char url[128];
+
+		snprintf(url, sizeof(url), "%s/status", base_url);
+		http("GET", url, NULL, NULL, 0, &r);
+		assert_int_equal(r.rc, CURLE_COULDNT_CONNECT);
+		http_result_clear(&r);
+	}
+
+	/* EncfsSideCarArgs: the filesystem is in /status, its key's endpoints are allowed */
+	{
+		_cleanup_free_ char *skr = skr_args_json(NULL), *encfs = NULL;
+		struct http_result r = {0};
+		char body[1024];
+
+		assert_true(asprintf(&encfs,
+		                     "{\"azure_filesystems\": [{\"azure_url\": "
+		                     "\"https://acct.blob.core.windows.net/c/fs.img\", "
+		                     "\"mount_point\": \"/mnt/remote/share\", \"key\": {\"kid\": "
+		                     "\"sidecar-key\", \"kty\": \"oct-HSM\", \"authority\": "
+		                     "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}]}",
+		                     maa, akv) > 0);
+		start_daemon(skr, encfs);
+		/* nothing mounts it in this daemon yet: pending, so not "Status OK" */
+		expect("GET", "/status", NULL, 200,
+		       "{\"message\":\"Status NOT OK\",\"state\":\"starting\",\"filesystems\":"
+		       "[{\"mount_point\":\"/mnt/remote/share\",\"state\":\"pending\"}]}");
+		snprintf(body, sizeof(body),
+		         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": "
+		         "\"sidecar-key\"}",
+		         maa, akv);
+		api("POST", "/key/release", body, &r);
+		expect_released_jwk(&r);
+		http_result_clear(&r);
+		stop_daemon();
+	}
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * 7. No secret in any output
+ * ------------------------------------------------------------------------------------------- */
+
+static void expect_absent(const char *path, const char *what, const char *text, const char *secret)
+{
+	const char *p = secret && *secret ? strstr(text, secret) : NULL;
+
+	if (p) {
+		const char *line = p;
+
+		while (line > text && line[-1] != '\n')
+			line--;
+		fail_msg("%s appears in %s: %.300s", what, path, line);
+	}
+}
+
+static void test_no_secrets_in_logs(void **state)
+{
+	static const char *const files[] = {daemon_log, daemon_err, audit_path};
+	char key_hex[65], rotated[700];
+	const char *signature;
+	char signature_part[41];
+
+	(void)state;
+	assert_non_null(released_k);
+	assert_non_null(maa_token);
+	assert_non_null(bearer_token);
+	hex_encode(key_bytes, sizeof(key_bytes), key_hex);
+	/* libskr may log header.payload.<redacted> at trace (style.md): the signature makes it a
+	 * credential, so it is the signature that must never appear */
+	signature = strrchr(maa_token, '.') + 1;
+	assert_true(strlen(signature) > 40);
+	snprintf(signature_part, sizeof(signature_part), "%.40s", signature);
+	snprintf(rotated, sizeof(rotated), "%s.1", daemon_log);
+	for (size_t i = 0; i < ELEMENTSOF(files) + 1; i++) {
+		const char *path = i < ELEMENTSOF(files) ? files[i] : rotated;
+		_cleanup_free_ char *text = NULL;
+		size_t len;
+
+		assert_int_equal(read_file(path, OUT_MAX, &text, &len), 0);
+		/* stderr stays empty: everything goes to LogFile */
+		assert_true(len > 0 || path == daemon_err);
+		expect_absent(path, "the released key (JWK k)", text, released_k);
+		expect_absent(path, "the released key (hex)", text, key_hex);
+		expect_absent(path, "the MAA token", text, maa_token);
+		expect_absent(path, "the MAA token's signature", text, signature_part);
+		expect_absent(path, "the bearer token", text, bearer_token);
+		expect_absent(path, "a private key", text, "PRIVATE KEY");
+	}
+	/* trace level really was on: the log is not empty of detail */
+	{
+		_cleanup_free_ char *text = NULL;
+		size_t len;
+
+		assert_int_equal(read_file(rotated, OUT_MAX, &text, &len), 0);
+		assert_non_null(strstr(text, "POST /key/release 200"));
+		assert_non_null(strstr(text, "audit {"));
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	        cmocka_unit_test(test_requests),
+	        cmocka_unit_test(test_attest),
+	        cmocka_unit_test(test_release),
+	        cmocka_unit_test(test_allowlist),
+	        cmocka_unit_test(test_loopback_only),
+	        cmocka_unit_test(test_audit_and_signals),
+	        cmocka_unit_test(test_no_secrets_in_logs),
+	};
+
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
