@@ -4,6 +4,7 @@
 # then bench/key_release (N releases with and without the wrapping-key pool).
 #
 #   bench/run-key-release.sh [--build-dir DIR] [-n N] [--pause-ms MS] [--warmup N]
+#                            [--mode both|pool|no-pool] [--log-level LEVEL]
 #
 # The build dir defaults to $MESON_BUILD_ROOT (set by `ninja bench`) or ./build. N also comes
 # from $KEY_RELEASE_N; $BENCH_WRAPPER prefixes the benchmark (e.g. "perf record -g").
@@ -17,8 +18,8 @@ while [ $# -gt 0 ]; do
 	case "$1" in
 	--build-dir) build=$2; shift 2 ;;
 	-n|--releases) bench_args+=(-n "$2"); shift 2 ;;
-	--pause-ms|--warmup) bench_args+=("$1" "$2"); shift 2 ;;
-	-h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+	--pause-ms|--warmup|--mode|--log-level) bench_args+=("$1" "$2"); shift 2 ;;
+	-h|--help) sed -n '2,11p' "$0"; exit 0 ;;
 	*) echo "run-key-release.sh: unknown argument '$1'" >&2; exit 2 ;;
 	esac
 done

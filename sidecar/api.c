@@ -486,6 +486,7 @@ static int handle_attest_maa(struct sidecar_api *api, const struct sidecar_api_r
 	_cleanup_free_ uint8_t *runtime = NULL;
 	struct sidecar_audit_event ev = {.endpoint = req->path};
 	uint8_t report_data[SNP_REPORT_DATA_SIZE];
+	struct skr_attest_info info = {0};
 	struct skr_error e = {0};
 	const char *b64, *maa;
 	char *token = NULL;
@@ -508,7 +509,10 @@ static int handle_attest_maa(struct sidecar_api *api, const struct sidecar_api_r
 		return r < 0 ? r : 0;
 	skr_report_data_for(runtime, len, report_data);
 	ev.report_data = report_data;
-	r = skr_attest_maa(api->attester, maa, runtime, len, &token, &e);
+	r = skr_attest_maa_ex(api->attester, maa, runtime, len, &token, &info, &e);
+	/* Whatever the outcome, as far as the call got: the report sent, the token's jti. */
+	ev.report_sha256 = info.report_sha256;
+	ev.token_jti = info.jti;
 	if (r < 0) {
 		ev.reason = skr_error_message(&e);
 		r = respond_skr_error(resp, r, "attestation failed", &e);
@@ -517,10 +521,8 @@ static int handle_attest_maa(struct sidecar_api *api, const struct sidecar_api_r
 	}
 	/* The token is a bearer credential for the caller: its body lives in locked memory. */
 	r = respond_secret_string(resp, "token", token, strlen(token));
-	if (r == 0) {
-		ev.token = token;
+	if (r == 0)
 		audit(api, &ev, 200);
-	}
 	secure_free(token, strlen(token));
 	return r;
 }
@@ -532,9 +534,9 @@ static int handle_key_release(struct sidecar_api *api, const struct sidecar_api_
 	_cleanup_secret_ struct secret *jwk = NULL;
 	struct sidecar_audit_event ev = {.endpoint = req->path};
 	struct skr_release_request rr = {0};
+	struct skr_release_info info = {0};
 	struct skr_key *key = NULL;
 	struct skr_error e = {0};
-	char fingerprint[SKR_FINGERPRINT_STR_SIZE];
 	json_object *token_obj;
 	int r;
 
@@ -555,7 +557,12 @@ static int handle_key_release(struct sidecar_api *api, const struct sidecar_api_
 		}
 		goto out;
 	}
-	r = skr_release_key(api->attester, &rr, &key, &e);
+	r = skr_release_key_ex(api->attester, &rr, &key, &info, &e);
+	/* Audited as far as the release got (the token's jti, the report, the released key). */
+	ev.token_jti = info.jti;
+	ev.report_sha256 = info.report_sha256;
+	ev.key_id = info.kid[0] ? info.kid : NULL;
+	ev.key_fingerprint = info.key_fingerprint[0] ? info.key_fingerprint : NULL;
 	if (r < 0) {
 		ev.reason = skr_error_message(&e);
 		r = respond_skr_error(resp, r, "secure key release failed", &e);
@@ -571,12 +578,8 @@ static int handle_key_release(struct sidecar_api *api, const struct sidecar_api_
 	}
 	/* §7.2: {"key": "<the JWK as a JSON string>"}, the Go shape. */
 	r = respond_secret_string(resp, "key", (const char *)jwk->data, jwk->len);
-	if (r == 0) {
-		skr_key_fingerprint(key->material->data, key->material->len, fingerprint);
-		ev.key_id = key->kid;
-		ev.key_fingerprint = fingerprint;
+	if (r == 0)
 		audit(api, &ev, 200);
-	}
 out:
 	skr_key_free(key);
 	/* A caller's bearer token: not left behind in json-c's freed heap. */

@@ -90,10 +90,17 @@ int sidecar_audit_format(const struct sidecar_audit_event *ev, char **out)
 	    add_str(o, "key_id", ev->key_id) < 0 ||
 	    add_str(o, "key_fingerprint", ev->key_fingerprint) < 0)
 		return -ENOMEM;
-	if (ev->token && sidecar_audit_token_jti(ev->token, &jti) == 0 &&
-	    add_str(o, "token_jti", jti) < 0)
+	if (ev->token_jti && *ev->token_jti) {
+		if (add_str(o, "token_jti", ev->token_jti) < 0)
+			return -ENOMEM;
+	} else if (ev->token && sidecar_audit_token_jti(ev->token, &jti) == 0 &&
+	           add_str(o, "token_jti", jti) < 0) {
 		return -ENOMEM;
-	if (ev->report) {
+	}
+	if (ev->report_sha256 && *ev->report_sha256) {
+		if (add_str(o, "report_sha256", ev->report_sha256) < 0)
+			return -ENOMEM;
+	} else if (ev->report) {
 		uint8_t md[32];
 		unsigned md_len = 0;
 

@@ -28,8 +28,10 @@ struct sidecar_audit_event {
 	const char *key_id;          /* the released version's id (vault URL) */
 	const char *key_fingerprint; /* skr_key_fingerprint() of the released key */
 	const char *token;           /* an MAA token: only its "jti" claim is recorded */
+	const char *token_jti;       /* the jti when known without the token (takes precedence) */
 	const uint8_t *report;       /* an SNP report: only its SHA-256 is recorded */
 	size_t report_len;
+	const char *report_sha256;  /* the report's SHA-256 (hex) when known without the report */
 	const uint8_t *report_data; /* REPORT_DATA (64 bytes, public): hex */
 	const char *reason;         /* the error message (carries no secrets) */
 };

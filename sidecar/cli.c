@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: MIT */
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "cli.h"
 #include "log.h"
@@ -74,6 +76,7 @@ enum {
 	OPT_DERIVE,
 	OPT_SALT,
 	OPT_LABEL,
+	OPT_VERSION,
 };
 
 /* In the order of the enum above: cli_parse() names an option by its index. */
@@ -97,6 +100,7 @@ static const struct option cli_long_options[] = {
         {"derive", no_argument, NULL, OPT_DERIVE},
         {"salt", required_argument, NULL, OPT_SALT},
         {"label", required_argument, NULL, OPT_LABEL},
+        {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {},
 };
@@ -111,6 +115,36 @@ static int only_for(const struct cli_options *o, enum cli_command command, const
 	return -EINVAL;
 }
 
+/*
+ * The spelling of an endpoint option, checked here so that a mistake is a usage error (exit 2)
+ * before any device or network is touched. libskr checks the rest (host, port, path) and says
+ * what is wrong; this catches what it would only see later: http:// (a token or a key would
+ * travel in clear) and other schemes, empty values, white space.
+ */
+static int check_endpoint(const char *option, const char *value)
+{
+	const char *sep = strstr(value, "://");
+
+	if (!*value) {
+		fprintf(stderr, "--%s is empty: expected host[:port] or https://host[:port]\n",
+		        option);
+		return -EINVAL;
+	}
+	for (const char *p = value; *p; p++)
+		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p)) {
+			fprintf(stderr, "--%s '%s' contains white space\n", option, value);
+			return -EINVAL;
+		}
+	if (sep && (sep - value != 5 || strncasecmp(value, "https", 5) != 0)) {
+		fprintf(stderr,
+		        "--%s '%s': only https:// is accepted (tokens and keys never travel in "
+		        "clear); expected host[:port] or https://host[:port]\n",
+		        option, value);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static int check_required(const struct cli_options *o)
 {
 	if (!o->maa_endpoint) {
@@ -118,6 +152,10 @@ static int check_required(const struct cli_options *o)
 		        "--maa-endpoint is required: the attestation service host[:port]\n");
 		return -EINVAL;
 	}
+	if (check_endpoint("maa-endpoint", o->maa_endpoint) < 0)
+		return -EINVAL;
+	if (o->akv_endpoint && check_endpoint("akv-endpoint", o->akv_endpoint) < 0)
+		return -EINVAL;
 	if (o->command == CLI_RELEASE && !o->akv_endpoint) {
 		fprintf(stderr, "--akv-endpoint is required: the key vault host[:port]\n");
 		return -EINVAL;
@@ -250,6 +288,9 @@ int cli_parse(enum cli_command command, int argc, char **argv, struct cli_option
 			break;
 		case 'h':
 			cli_usage(stdout);
+			return 1;
+		case OPT_VERSION:
+			printf("confidential-sidecar %s\n", PROJECT_VERSION);
 			return 1;
 		default:
 			cli_usage(stderr);

@@ -31,8 +31,9 @@ struct cli_options {
 };
 
 /*
- * Parse the options after the command word. Returns 0, 1 when --help was printed, or -EINVAL
- * after printing one line naming the option and the expected form.
+ * Parse the options after the command word. Returns 0, 1 when --help or --version was printed,
+ * or -EINVAL after printing one line naming the option and the expected form (an endpoint
+ * other than host[:port] or https://… included).
  */
 int cli_parse(enum cli_command command, int argc, char **argv, struct cli_options *o);
 

@@ -38,8 +38,8 @@ struct sidecar_filesystem {
 	char *kty;
 	char *key_ops[SKR_KEY_OPS_MAX];
 	size_t n_key_ops;
-	char *maa_endpoint; /* key.authority.endpoint */
-	char *akv_endpoint; /* key.akv.endpoint */
+	char *maa_endpoint;     /* key.authority.endpoint */
+	char *akv_endpoint;     /* key.akv.endpoint */
 	char *akv_bearer_token; /* key.akv.bearer_token: a secret */
 	/* key_derivation (RSA keys) */
 	char *kdf_salt_hex;
@@ -60,8 +60,8 @@ struct sidecar_config {
 
 	/* SkrSideCarArgs (§7.1) */
 	struct snp_certcache_config certcache; /* certcache.{endpoint_type,endpoint,tee_type,...} */
-	char *identity_client_id;               /* identity.client_id */
-	char *maa_user_agent;                   /* maaconfig.user_agent */
+	char *identity_client_id;              /* identity.client_id */
+	char *maa_user_agent;                  /* maaconfig.user_agent */
 
 	/* our additions to SkrSideCarArgs (all optional) */
 	enum snp_source_kind attestation_source; /* "attestation_source": default auto */

@@ -2,6 +2,7 @@
 #include "daemon.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,6 +28,23 @@ static void daemon_signal_set(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGHUP);
+}
+
+/*
+ * At most this many malloc arenas. glibc gives each thread its own arena, up to 8 per CPU (the
+ * API has ~18 threads), and every arena keeps its freed memory: measured under 200 concurrent
+ * releases (bench/api_load), two arenas hold ~1 MiB less at no measurable CPU cost, the work
+ * being RSA key generation rather than allocation. MALLOC_ARENA_MAX in the environment wins.
+ */
+#define DAEMON_ARENA_MAX 2
+
+static void daemon_limit_arenas(void)
+{
+	if (getenv("MALLOC_ARENA_MAX"))
+		return;
+	/* Before any thread exists: arenas already attached to threads stay. */
+	if (mallopt(M_ARENA_MAX, DAEMON_ARENA_MAX) != 1)
+		log_debug("mallopt(M_ARENA_MAX) failed; malloc keeps its default arenas");
 }
 
 /* Core dumps off (a dump would hold released keys and tokens), files private by default. */
@@ -130,6 +148,7 @@ int sidecar_daemon_run(const struct sidecar_config *cfg)
 	int sig = 0, r;
 
 	daemon_harden();
+	daemon_limit_arenas();
 	daemon_signal_set(&set);
 	r = pthread_sigmask(SIG_BLOCK, &set, NULL);
 	if (r != 0) {

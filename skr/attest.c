@@ -4,13 +4,14 @@
  * (protocols.md §3.4: match the TCB, else refresh, else take a new report), the MAA token built
  * from both (§4.1, §7.5 steps 1–3) and the verification of such tokens (§4.2).
  *
- * Thread safety: one attester may be used from several threads. The report source and the
- * certificate fetcher (device file descriptors, an on-disk cache) are used under a->lock, one
- * call at a time; token issuers' key sets are cached by the token verifier (token_verifier.c,
- * its own lock); the HTTP client is thread-safe by itself (http.c lends each request its own
- * curl handle) and MAA calls run in parallel; the identity and the KEK pool lock internally;
- * the vault trust store is built once under a->trust_lock; the security context and THIM data
- * are read-only after skr_attester_new(). No two of these locks are ever nested.
+ * Thread safety: one attester may be used from several threads. The report source (device file
+ * descriptors) is used under a->source_lock and the certificate fetcher (an on-disk cache, KDS
+ * downloads with retries) under a->fetcher_lock, each one call at a time; a slow download thus
+ * never holds up a report. Token issuers' key sets are cached by the token verifier
+ * (token_verifier.c, its own lock); the HTTP client is thread-safe by itself (http.c lends each
+ * request its own curl handle) and MAA calls run in parallel; the identity and the KEK pool lock
+ * internally; the vault trust store is built once under a->trust_lock; the security context and
+ * THIM data are read-only after skr_attester_new(). No two of these locks are ever nested.
  *
  * The attester also owns what secure key release (release.c) needs: the bearer-token identity
  * and the pool of wrapping keys. Its state is in attest_internal.h for that reason.
@@ -30,6 +31,8 @@
 #include "b64.h"
 #include "cleanup.h"
 #include "http.h"
+#include "json_util.h"
+#include "jwt.h"
 #include "kek_pool.h"
 #include "log.h"
 #include "maa.h"
@@ -133,8 +136,10 @@ int skr_attester_new(const struct skr_attest_config *cfg, struct skr_attester **
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return skr_error_set(err, -ENOMEM, "out of memory");
-	pthread_mutex_init(&a->lock, NULL);
+	pthread_mutex_init(&a->source_lock, NULL);
+	pthread_mutex_init(&a->fetcher_lock, NULL);
 	pthread_mutex_init(&a->trust_lock, NULL);
+	pthread_mutex_init(&a->table_cache_lock, NULL);
 
 	/* The source first: outside a TEE this is where a misconfigured start must stop. */
 	r = snp_source_open(&cfg->source, &a->source, err);
@@ -205,8 +210,12 @@ void skr_attester_free(struct skr_attester *a)
 	free(a->ca_bundle);
 	snp_security_context_clear(&a->sc);
 	snp_thim_clear(&a->thim);
-	pthread_mutex_destroy(&a->lock);
+	pthread_mutex_destroy(&a->source_lock);
+	pthread_mutex_destroy(&a->fetcher_lock);
 	pthread_mutex_destroy(&a->trust_lock);
+	free(a->table_cache_key);
+	free(a->table_cache_pem);
+	pthread_mutex_destroy(&a->table_cache_lock);
 	free(a);
 }
 
@@ -259,9 +268,9 @@ static int get_report(struct skr_attester *a, const uint8_t report_data[64],
 {
 	int r;
 
-	pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&a->source_lock);
 	r = snp_source_get_report(a->source, report_data, report, certs, err);
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&a->source_lock);
 	return r;
 }
 
@@ -309,9 +318,9 @@ static int fetch_chain(struct skr_attester *a, const struct snp_report *report,
 {
 	int r;
 
-	pthread_mutex_lock(&a->lock);
+	pthread_mutex_lock(&a->fetcher_lock);
 	r = snp_cert_fetcher_get(a->fetcher, report, out, err);
-	pthread_mutex_unlock(&a->lock);
+	pthread_mutex_unlock(&a->fetcher_lock);
 	return r;
 }
 
@@ -353,10 +362,12 @@ static int candidate_from_thim(const struct skr_attester *a, struct candidate *o
 	return 0;
 }
 
+static const char table_origin[] = "the platform's certificate table";
+
 static int candidate_from_table(const struct snp_cert_table *table, struct candidate *out,
                                 struct skr_error *err)
 {
-	struct candidate c = {.origin = "the platform's certificate table"};
+	struct candidate c = {.origin = table_origin};
 	int r;
 
 	r = snp_cert_chain_from_table(table, &c.chain, err);
@@ -535,6 +546,92 @@ static int chain_search_error(const struct chain_search *s, const struct snp_rep
 	                     s->failure.code ? "; " : "", s->failure.code ? s->failure.msg : "");
 }
 
+/*
+ * The cache of the table's chain (attest_internal.h). Its key is every byte of the table (GUID,
+ * kind, length and DER of each entry), so a hit means the same input to the same pure
+ * computation: the chain parsed from the table, its leaf's TCB and its PEM. Only a chain that
+ * the table completed alone is stored (one completed from the certificate cache depends on
+ * more than the table).
+ */
+static int table_cache_key(const struct snp_cert_table *t, uint8_t **out, size_t *out_len)
+{
+	size_t n = 0, off = 0;
+	uint8_t *key;
+
+	for (size_t i = 0; i < t->count && i < SNP_CERT_TABLE_MAX; i++)
+		n += sizeof(t->entries[i].guid) + sizeof(uint32_t) + sizeof(uint64_t) +
+		     t->entries[i].len;
+	key = malloc(n ? n : 1);
+	if (!key)
+		return -ENOMEM;
+	for (size_t i = 0; i < t->count && i < SNP_CERT_TABLE_MAX; i++) {
+		const struct snp_cert_table_entry *e = &t->entries[i];
+		uint32_t kind = (uint32_t)e->kind;
+		uint64_t len = e->len;
+
+		memcpy(key + off, e->guid, sizeof(e->guid));
+		off += sizeof(e->guid);
+		memcpy(key + off, &kind, sizeof(kind));
+		off += sizeof(kind);
+		memcpy(key + off, &len, sizeof(len));
+		off += sizeof(len);
+		if (e->len)
+			memcpy(key + off, e->data, e->len);
+		off += e->len;
+	}
+	*out = key;
+	*out_len = n;
+	return 0;
+}
+
+/* 1 and *pem set: this exact table gave a complete chain for @tcb before; 0: not known. */
+static int table_cache_get(struct skr_attester *a, const struct snp_cert_table *t, uint64_t tcb,
+                           char **pem, struct skr_error *err)
+{
+	_cleanup_free_ uint8_t *key = NULL;
+	size_t key_len;
+	int r = 0;
+
+	*pem = NULL;
+	if (t->count == 0)
+		return 0;
+	if (table_cache_key(t, &key, &key_len) < 0)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	pthread_mutex_lock(&a->table_cache_lock);
+	if (a->table_cache_pem && a->table_cache_tcb == tcb && a->table_cache_key_len == key_len &&
+	    memcmp(a->table_cache_key, key, key_len) == 0) {
+		*pem = strdup(a->table_cache_pem);
+		r = *pem ? 1 : skr_error_set(err, -ENOMEM, "out of memory");
+	}
+	pthread_mutex_unlock(&a->table_cache_lock);
+	return r;
+}
+
+/* Remember @pem for table @t (best effort: without memory the next report parses again). */
+static void table_cache_put(struct skr_attester *a, const struct snp_cert_table *t, uint64_t tcb,
+                            const char *pem)
+{
+	uint8_t *key = NULL;
+	size_t key_len;
+	char *copy;
+
+	if (table_cache_key(t, &key, &key_len) < 0)
+		return;
+	copy = strdup(pem);
+	if (!copy) {
+		free(key);
+		return;
+	}
+	pthread_mutex_lock(&a->table_cache_lock);
+	free(a->table_cache_key);
+	free(a->table_cache_pem);
+	a->table_cache_key = key;
+	a->table_cache_key_len = key_len;
+	a->table_cache_pem = copy;
+	a->table_cache_tcb = tcb;
+	pthread_mutex_unlock(&a->table_cache_lock);
+}
+
 int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t len,
                         struct skr_evidence *out, struct skr_error *err)
 {
@@ -544,6 +641,8 @@ int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t l
 	struct snp_report report;
 	struct skr_evidence e = {0};
 	struct candidate *c;
+	const char *origin;
+	bool table_alone;
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -554,6 +653,16 @@ int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t l
 	r = get_parsed_report(a, report_data, e.report, &report, &table, err);
 	if (r < 0)
 		return r;
+	/* What chain_search() would find first and candidate_complete() leave as is: known. */
+	r = table_cache_get(a, &table, report.reported_tcb, &e.cert_chain_pem, err);
+	if (r < 0)
+		goto fail;
+	if (r > 0) {
+		snprintf(e.endorsed_tcb, sizeof(e.endorsed_tcb), "%016" PRIx64,
+		         report.reported_tcb);
+		origin = "the platform's certificate table (parsed before)";
+		goto chain_ready;
+	}
 	chain_search(a, &report, &table, &search);
 	if (!search.match.chain && search.last.chain) {
 		/* The platform may have moved to a new TCB between report and chain: retry once. */
@@ -571,6 +680,8 @@ int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t l
 		goto fail;
 	}
 	c = &search.match;
+	origin = c->origin;
+	table_alone = c->origin == table_origin && snp_cert_chain_is_complete(c->chain);
 	r = candidate_complete(a, &report, c, err);
 	if (r < 0)
 		goto fail;
@@ -578,6 +689,9 @@ int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t l
 	if (r < 0)
 		goto fail;
 	snprintf(e.endorsed_tcb, sizeof(e.endorsed_tcb), "%016" PRIx64, c->tcb);
+	if (table_alone)
+		table_cache_put(a, &table, c->tcb, e.cert_chain_pem);
+chain_ready:
 	if (a->sc.reference_info_b64 && *a->sc.reference_info_b64) {
 		e.uvm_reference_info = strdup(a->sc.reference_info_b64);
 		if (!e.uvm_reference_info) {
@@ -585,7 +699,7 @@ int skr_attest_evidence(struct skr_attester *a, const uint8_t *runtime, size_t l
 			goto fail;
 		}
 	}
-	log_debug("attester: evidence with the chain from %s (TCB %s)", c->origin, e.endorsed_tcb);
+	log_debug("attester: evidence with the chain from %s (TCB %s)", origin, e.endorsed_tcb);
 	chain_search_clear(&search);
 	*out = e;
 	return 0;
@@ -608,22 +722,93 @@ void skr_evidence_clear(struct skr_evidence *e)
  * MAA
  * ------------------------------------------------------------------------------------------- */
 
-int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
-                   size_t len, char **token, struct skr_error *err)
+/* The runtime data goes out with dataType JSON: MAA would refuse anything else with a 400. */
+static int runtime_check_json(const uint8_t *runtime, size_t len, struct skr_error *err)
+{
+	_cleanup_json_ json_object *obj = NULL;
+	struct skr_error e = {0};
+
+	if (!runtime || len == 0)
+		return skr_error_set(err, -EINVAL,
+		                     "runtime_data is empty: it is sent to MAA with dataType JSON "
+		                     "and must be a JSON text (e.g. {})");
+	if (json_parse((const char *)runtime, len, "runtime_data", &obj, &e) < 0 || !obj)
+		return skr_error_set(err, e.code == -ENOMEM ? -ENOMEM : -EINVAL,
+		                     "%s (it is sent to MAA with dataType JSON)",
+		                     e.code ? e.msg : "runtime_data is JSON null");
+	return 0;
+}
+
+/*
+ * Record the token's jti, and check its "nonce" claim, when it has one, against the request's
+ * (devcloud echoes it as a string; a number is accepted too): a token that answers another
+ * request is refused.
+ */
+static int token_check_nonce(const char *token, uint64_t nonce, struct skr_attest_info *info,
+                             struct skr_error *err)
+{
+	_cleanup_jwt_ struct jwt j = {0};
+	struct skr_error e = {0};
+	char want[24], got[40];
+	const char *jti, *text;
+	json_object *v;
+	size_t i = 0;
+	int r;
+
+	r = jwt_parse(token, strlen(token), &j, &e);
+	if (r < 0)
+		return skr_error_set(err, r == -ENOMEM ? r : -EPROTO, "MAA token: %s", e.msg);
+	jti = jwt_payload_string(&j, "jti");
+	if (info && jti)
+		snprintf(info->jti, sizeof(info->jti), "%s", jti);
+	if (!json_object_object_get_ex(j.payload, "nonce", &v))
+		return 0;
+	snprintf(want, sizeof(want), "%" PRIu64, nonce);
+	if (json_object_is_type(v, json_type_string) || json_object_is_type(v, json_type_int)) {
+		text = json_object_is_type(v, json_type_string)
+		               ? json_object_get_string(v)
+		               : json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+		if (text && strcmp(text, want) == 0)
+			return 0;
+	} else {
+		text = json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
+	}
+	/* Untrusted text in a message: bounded and printable. */
+	for (; text && *text && i + 1 < sizeof(got); text++)
+		got[i++] = *text >= 0x20 && *text < 0x7f ? *text : '?';
+	got[i] = '\0';
+	return skr_error_set(err, -EPROTO,
+	                     "MAA token nonce %s is not the request's %s: the token answers "
+	                     "another request",
+	                     got, want);
+}
+
+int skr_attest_maa_ex(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
+                      size_t len, char **token, struct skr_attest_info *info, struct skr_error *err)
 {
 	struct skr_evidence e = {0};
 	_cleanup_free_ char *body = NULL, *base = NULL;
+	uint8_t md[SHA256_DIGEST_LENGTH];
 	uint64_t nonce;
 	int r;
 
 	*token = NULL;
-	/* A bad endpoint is a configuration error: say so before touching the device. */
+	if (info)
+		memset(info, 0, sizeof(*info));
+	/* A bad endpoint or runtime data is the caller's error: say so before touching the device. */
 	r = maa_base_url(maa_endpoint, &base, err);
+	if (r < 0)
+		return r;
+	r = runtime_check_json(runtime, len, err);
 	if (r < 0)
 		return r;
 	r = skr_attest_evidence(a, runtime, len, &e, err);
 	if (r < 0)
 		return r;
+	if (info) {
+		SHA256(e.report, sizeof(e.report), md);
+		hex_encode(md, sizeof(md), info->report_sha256);
+	}
 	/* The anchor's random u64 (2^64-1 is reserved, see maa_request_build()). */
 	do {
 		if (RAND_bytes((unsigned char *)&nonce, sizeof(nonce)) != 1) {
@@ -637,7 +822,22 @@ int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8
 	if (r < 0)
 		return r;
 
-	return maa_attest(a->http, maa_endpoint, body, token, err);
+	r = maa_attest(a->http, maa_endpoint, body, token, err);
+	if (r < 0)
+		return r;
+	r = token_check_nonce(*token, nonce, info, err);
+	if (r < 0) {
+		secure_free(*token, strlen(*token));
+		*token = NULL;
+		return r;
+	}
+	return 0;
+}
+
+int skr_attest_maa(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
+                   size_t len, char **token, struct skr_error *err)
+{
+	return skr_attest_maa_ex(a, maa_endpoint, runtime, len, token, NULL, err);
 }
 
 int skr_token_verify(struct skr_attester *a, const char *maa_endpoint, const char *token,

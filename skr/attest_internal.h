@@ -20,8 +20,13 @@ struct http_client;
 struct kek_pool;
 
 struct skr_attester {
-	pthread_mutex_t lock; /* source, fetcher */
+	/*
+	 * Two independent locks: a certificate download (KDS/THIM, retries and back-off) must
+	 * not stall report requests, which need only the device.
+	 */
+	pthread_mutex_t source_lock; /* source */
 	struct snp_source *source;
+	pthread_mutex_t fetcher_lock;     /* fetcher */
 	struct snp_cert_fetcher *fetcher; /* NULL when certcache.type is NONE */
 
 	struct http_client *http;            /* thread-safe */
@@ -38,6 +43,18 @@ struct skr_attester {
 	struct snp_security_context sc;
 	bool have_thim;
 	struct snp_thim thim;
+
+	/*
+	 * The evidence chain (PEM, TCB) last built from the platform's certificate table alone,
+	 * keyed by the table's exact bytes (attest.c): a table that differs in any byte is
+	 * parsed again. Parsing it costs three certificates and an RSA-4096 signature check on
+	 * every report, for a table that changes only with the platform's TCB.
+	 */
+	pthread_mutex_t table_cache_lock;
+	uint8_t *table_cache_key;
+	size_t table_cache_key_len;
+	char *table_cache_pem;
+	uint64_t table_cache_tcb;
 };
 
 /*

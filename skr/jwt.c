@@ -266,16 +266,31 @@ static size_t trim_slash(const char *s)
 	return n > 0 && s[n - 1] == '/' ? n - 1 : n;
 }
 
+/* Bytes of "scheme://authority" at the start of @url (0 without "://"). */
+static size_t origin_len(const char *url, size_t len)
+{
+	const char *sep = memmem(url, len, "://", 3);
+	const char *slash;
+
+	if (!sep)
+		return 0;
+	slash = memchr(sep + 3, '/', len - (size_t)(sep + 3 - url));
+	return slash ? (size_t)(slash - url) : len;
+}
+
 int jwt_check_issuer(const struct jwt *j, const char *issuer, struct skr_error *err)
 {
 	const char *iss = jwt_payload_string(j, "iss");
-	size_t a, b;
+	size_t a, b, o;
 
 	if (!iss)
 		return skr_error_set(err, -EACCES, "JWT has no \"iss\" claim");
 	a = trim_slash(iss);
 	b = trim_slash(issuer);
-	if (a != b || memcmp(iss, issuer, a) != 0)
+	/* Scheme and host name are case-insensitive (RFC 3986 §6.2.2.1); a path is not. */
+	o = origin_len(issuer, b);
+	if (a != b || o != origin_len(iss, a) || strncasecmp(iss, issuer, o) != 0 ||
+	    memcmp(iss + o, issuer + o, a - o) != 0)
 		return skr_error_set(err, -EACCES, "JWT issuer \"%.128s\" is not \"%.128s\"", iss,
 		                     issuer);
 	return 0;

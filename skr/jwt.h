@@ -18,6 +18,7 @@
 #include <json-c/json.h>
 #include <openssl/evp.h>
 
+#include "cleanup.h"
 #include "skr_error.h"
 
 struct http_client;
@@ -45,6 +46,12 @@ struct jwt {
 int jwt_parse(const char *token, size_t len, struct jwt *out, struct skr_error *err);
 void jwt_clear(struct jwt *j);
 
+static inline void jwt_clearp(struct jwt *j)
+{
+	jwt_clear(j);
+}
+#define _cleanup_jwt_ _cleanup_(jwt_clearp)
+
 /* Header / payload string member, NULL when absent or not a string. */
 const char *jwt_header_string(const struct jwt *j, const char *name);
 const char *jwt_payload_string(const struct jwt *j, const char *name);
@@ -67,7 +74,10 @@ int jwt_verify_rs256(const struct jwt *j, const char *token, EVP_PKEY *key, stru
 int jwt_check_time(const struct jwt *j, time_t now, long skew, bool require_exp,
                    struct skr_error *err);
 
-/* iss == @issuer, a trailing '/' on either side tolerated. Mismatch → -EACCES. */
+/*
+ * iss == @issuer, a trailing '/' on either side tolerated, scheme and host compared without
+ * regard to case (the path exactly). Mismatch → -EACCES.
+ */
 int jwt_check_issuer(const struct jwt *j, const char *issuer, struct skr_error *err);
 
 /*

@@ -6,6 +6,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,10 +33,12 @@ int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 {
 	_cleanup_(curl_url_cleanupp) CURLU *u = NULL;
 	_cleanup_free_ char *url = NULL;
-	char *part = NULL;
+	char *host = NULL, *port = NULL, *path = NULL, *part = NULL;
 	CURLUcode rc;
-	size_t n;
+	bool has_path;
+	int r;
 
+	*out = NULL;
 	if (!endpoint || !*endpoint)
 		return skr_error_set(err, -EINVAL, "MAA endpoint is empty");
 	for (const char *p = endpoint; *p; p++)
@@ -55,9 +58,6 @@ int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 	}
 	if (!url)
 		return skr_error_set(err, -ENOMEM, "out of memory");
-	n = strlen(url);
-	while (n > 8 && url[n - 1] == '/')
-		url[--n] = '\0';
 
 	u = curl_url();
 	if (!u)
@@ -66,10 +66,6 @@ int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 		return skr_error_set(err, -EINVAL,
 		                     "MAA endpoint \"%.128s\" is not a valid host or URL",
 		                     endpoint);
-	rc = curl_url_get(u, CURLUPART_HOST, &part, 0);
-	curl_free(part);
-	if (rc != CURLUE_OK)
-		return skr_error_set(err, -EINVAL, "MAA endpoint \"%.128s\" has no host", endpoint);
 	static const CURLUPart refused[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_QUERY,
 	                                    CURLUPART_FRAGMENT};
 	for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
@@ -82,7 +78,39 @@ int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 			                     "query or a fragment",
 			                     endpoint);
 	}
-	*out = TAKE_PTR(url);
+	/*
+	 * MAA serves at the root of its host and issues tokens with iss = https://host: a path
+	 * would give an attest URL MAA does not serve and an issuer no token can carry.
+	 */
+	if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK)
+		path = NULL;
+	has_path = path && path[strspn(path, "/")];
+	curl_free(path);
+	if (has_path)
+		return skr_error_set(err, -EINVAL,
+		                     "MAA endpoint \"%.128s\" has a path: expected host[:port] or "
+		                     "https://host[:port] (MAA serves at its host's root)",
+		                     endpoint);
+	if (curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || !host || !*host) {
+		curl_free(host);
+		return skr_error_set(err, -EINVAL, "MAA endpoint \"%.128s\" has no host", endpoint);
+	}
+	/* The issuer's one spelling: host names are case-insensitive, 443 is the default. */
+	for (char *h = host; *h; h++)
+		*h = (char)tolower((unsigned char)*h);
+	if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_NO_DEFAULT_PORT) != CURLUE_OK)
+		port = NULL;
+	if (port && strcmp(port, "443") == 0) {
+		curl_free(port);
+		port = NULL;
+	}
+	r = asprintf(out, "https://%s%s%s", host, port ? ":" : "", port ? port : "");
+	curl_free(host);
+	curl_free(port);
+	if (r < 0) {
+		*out = NULL;
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	}
 	return 0;
 }
 

@@ -9,9 +9,10 @@
 struct http_client;
 
 /*
- * "https://host[:port][/path]" (no trailing '/') for an MAA endpoint given as host[:port] or a
- * full https:// URL; http:// and other schemes, queries, fragments and credentials are refused.
- * This is both the base of the attest URL and the token issuer (iss). malloc'ed.
+ * "https://host[:port]" for an MAA endpoint given as host[:port] or https://host[:port][/]: the
+ * host lower-cased, port 443 left out, so that it is the one spelling of the token issuer (iss)
+ * as well as the base of the attest URL. http:// and other schemes, a path (MAA serves at its
+ * host's root), queries, fragments and credentials are refused (-EINVAL). malloc'ed.
  */
 int maa_base_url(const char *endpoint, char **out, struct skr_error *err);
 

@@ -371,8 +371,15 @@ static int parse_data(json_object *body, const char *key, bool allow_empty_type,
 	if (type_len == 0 && *out_len > 0)
 		return skr_error_set(err, -EINVAL, "MAA request: %s is empty but %s is not",
 		                     path_type, path_data);
-	/* MAA places JSON runtime data under x-ms-runtime: it must be a JSON document. */
-	if (strcmp(type, "JSON") == 0 && *out_len > 0) {
+	/*
+	 * MAA places JSON runtime data under x-ms-runtime: it must be a JSON document, and
+	 * nothing at all is not one (MAA refuses it too).
+	 */
+	if (strcmp(type, "JSON") == 0 && *out_len == 0)
+		return skr_error_set(err, -EINVAL,
+		                     "MAA request: %s is empty although %s is \"JSON\"", path_data,
+		                     path_type);
+	if (strcmp(type, "JSON") == 0) {
 		_cleanup_json_ json_object *doc = NULL;
 		struct skr_error jerr = {0};
 

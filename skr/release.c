@@ -15,6 +15,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -50,12 +51,6 @@
 
 DEFINE_CLEANUP_FUNC(struct skr_key *, skr_key_free)
 DEFINE_CLEANUP_FUNC(struct skr_policy *, skr_policy_free)
-
-static inline void jwt_clearp(struct jwt *j)
-{
-	jwt_clear(j);
-}
-#define _cleanup_jwt_ _cleanup_(jwt_clearp)
 
 /* A string that is only a bearer secret: erased before it is freed. */
 static inline void token_freep(char **p)
@@ -302,6 +297,66 @@ static int release_call(struct skr_attester *a, const struct release_target *t,
  * The vault's signature (§5.2): RS256 by x5c[0], x5c chained to the trust store for the host
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * The vault's x5c certificates, parsed: every answer carries the same few, and d2i_X509 is the
+ * costliest step of reading an answer (OpenSSL 3 decodes the public key through its provider
+ * decoders). Keyed by the exact DER bytes, so a hit is the certificate that parsing these bytes
+ * gives; nothing is decided here (signature and chain are verified on every answer). Shared by
+ * all attesters of the process: X509 objects are reference counted and safe to use from
+ * several threads once parsed. At most RELEASE_MAX_X5C public certificates are held for the
+ * life of the process (not freed at exit: OpenSSL may be cleaned up before any destructor).
+ */
+struct x5c_cache_entry {
+	uint8_t *der;
+	size_t len;
+	X509 *cert;
+};
+
+static pthread_mutex_t x5c_cache_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct x5c_cache_entry x5c_cache[RELEASE_MAX_X5C];
+static size_t x5c_cache_next; /* round robin: a vault rotating its certificates evicts the old */
+
+/* A new reference to the certificate these bytes were parsed into before, or NULL. */
+static X509 *x5c_cache_get(const uint8_t *der, size_t len)
+{
+	X509 *cert = NULL;
+
+	pthread_mutex_lock(&x5c_cache_lock);
+	for (size_t i = 0; i < RELEASE_MAX_X5C; i++) {
+		struct x5c_cache_entry *e = &x5c_cache[i];
+
+		if (e->cert && e->len == len && memcmp(e->der, der, len) == 0) {
+			if (X509_up_ref(e->cert))
+				cert = e->cert;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&x5c_cache_lock);
+	return cert;
+}
+
+/* Best effort: without memory the next answer parses the certificate again. */
+static void x5c_cache_put(const uint8_t *der, size_t len, X509 *cert)
+{
+	struct x5c_cache_entry *e;
+	uint8_t *copy = malloc(len);
+
+	if (!copy)
+		return;
+	if (!X509_up_ref(cert)) {
+		free(copy);
+		return;
+	}
+	memcpy(copy, der, len);
+	pthread_mutex_lock(&x5c_cache_lock);
+	e = &x5c_cache[x5c_cache_next];
+	x5c_cache_next = (x5c_cache_next + 1) % RELEASE_MAX_X5C;
+	free(e->der);
+	X509_free(e->cert);
+	*e = (struct x5c_cache_entry){.der = copy, .len = len, .cert = cert};
+	pthread_mutex_unlock(&x5c_cache_lock);
+}
+
 static int x5c_decode(json_object *x5c, STACK_OF(X509) * *out, struct skr_error *err)
 {
 	_cleanup_x509_stack_ STACK_OF(X509) *certs = NULL;
@@ -335,12 +390,17 @@ static int x5c_decode(json_object *x5c, STACK_OF(X509) * *out, struct skr_error 
 		    der_len == 0)
 			return skr_error_set(err, -EPROTO,
 			                     "x5c[%zu] is not base64 of a certificate", i);
-		p = der;
-		cert = d2i_X509(NULL, &p, (long)der_len);
-		if (!cert || p != der + der_len) {
-			X509_free(cert);
-			ERR_clear_error();
-			return skr_error_set(err, -EPROTO, "x5c[%zu] is not a DER certificate", i);
+		cert = x5c_cache_get(der, der_len);
+		if (!cert) {
+			p = der;
+			cert = d2i_X509(NULL, &p, (long)der_len);
+			if (!cert || p != der + der_len) {
+				X509_free(cert);
+				ERR_clear_error();
+				return skr_error_set(err, -EPROTO,
+				                     "x5c[%zu] is not a DER certificate", i);
+			}
+			x5c_cache_put(der, der_len, cert);
 		}
 		if (!sk_X509_push(certs, cert)) {
 			X509_free(cert);
@@ -493,7 +553,12 @@ void release_answer_clear(struct release_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-int release_answer_parse(const char *body, size_t len, struct release_answer *out,
+/*
+ * The envelope only: {"value": JWS}, the JWS RS256 with its x5c. What the payload says is read
+ * by payload_key() once the signature and chain are verified, so that a forged answer is
+ * refused as forged and never judged on what it claims (its key type, its members).
+ */
+static int answer_decode(const char *body, size_t len, struct release_answer *out,
                          struct skr_error *err)
 {
 	_cleanup_json_ json_object *root = NULL;
@@ -526,13 +591,23 @@ int release_answer_parse(const char *body, size_t len, struct release_answer *ou
 	r = x5c_decode(x5c, &ans.x5c, err);
 	if (r < 0)
 		goto fail;
-	r = payload_key(&ans, err);
-	if (r < 0)
-		goto fail;
 	*out = ans;
 	return 0;
 fail:
 	release_answer_clear(&ans);
+	return r;
+}
+
+int release_answer_parse(const char *body, size_t len, struct release_answer *out,
+                         struct skr_error *err)
+{
+	int r = answer_decode(body, len, out, err);
+
+	if (r < 0)
+		return r;
+	r = payload_key(out, err);
+	if (r < 0)
+		release_answer_clear(out);
 	return r;
 }
 
@@ -565,8 +640,8 @@ static int key_new(const struct release_answer *rel, struct secret *material, st
  * The sequence (§7.5)
  * ------------------------------------------------------------------------------------------- */
 
-int skr_release_key(struct skr_attester *a, const struct skr_release_request *req,
-                    struct skr_key **out, struct skr_error *err)
+int skr_release_key_ex(struct skr_attester *a, const struct skr_release_request *req,
+                       struct skr_key **out, struct skr_release_info *info, struct skr_error *err)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *kek = NULL;
 	_cleanup_free_ char *runtime = NULL, *kek_kid = NULL;
@@ -575,6 +650,7 @@ int skr_release_key(struct skr_attester *a, const struct skr_release_request *re
 	struct http_response resp = {0};
 	struct release_target t = {0};
 	struct release_answer rel = {0};
+	struct skr_attest_info ainfo = {0};
 	enum skr_wrap_alg alg;
 	const char *bearer;
 	struct timespec t0;
@@ -583,6 +659,8 @@ int skr_release_key(struct skr_attester *a, const struct skr_release_request *re
 
 	if (out)
 		*out = NULL;
+	if (info)
+		memset(info, 0, sizeof(*info));
 	if (!a || !req || !out)
 		return skr_error_set(err, -EINVAL, "release: no attester, request or result");
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -604,8 +682,12 @@ int skr_release_key(struct skr_attester *a, const struct skr_release_request *re
 	log_debug("release: wrapping key %s ready after %.1f ms", kek_kid, ms_since(&t0));
 
 	/* 2–3. Report bound to the runtime data, MAA token. */
-	r = skr_attest_maa(a, req->maa_endpoint, (const uint8_t *)runtime, runtime_len, &maa_token,
-	                   err);
+	r = skr_attest_maa_ex(a, req->maa_endpoint, (const uint8_t *)runtime, runtime_len,
+	                      &maa_token, &ainfo, err);
+	if (info) {
+		memcpy(info->jti, ainfo.jti, sizeof(info->jti));
+		memcpy(info->report_sha256, ainfo.report_sha256, sizeof(info->report_sha256));
+	}
 	if (r < 0) {
 		skr_error_prefix(err, "attest: ");
 		goto out;
@@ -625,19 +707,23 @@ int skr_release_key(struct skr_attester *a, const struct skr_release_request *re
 		bearer = (const char *)id_token->data;
 	}
 
-	/* 5. Release, and the vault's signature over the answer. */
+	/* 5. Release; the vault's signature and chain before anything its payload says. */
 	r = release_call(a, &t, req, bearer, maa_token, &resp, err);
 	if (r < 0)
 		goto out;
 	log_debug("release: vault answered after %.1f ms", ms_since(&t0));
-	r = release_answer_parse(resp.body, resp.body_len, &rel, err);
+	r = answer_decode(resp.body, resp.body_len, &rel, err);
 	http_response_clear(&resp);
 	if (r == 0)
 		r = verify_answer(a, t.host, &rel, err);
+	if (r == 0)
+		r = payload_key(&rel, err);
 	if (r < 0) {
 		skr_error_prefix(err, "release response: ");
 		goto out;
 	}
+	if (info && rel.kid)
+		snprintf(info->kid, sizeof(info->kid), "%s", rel.kid);
 
 	/* 6. Unwrap with the KEK, which is erased right after, whatever the outcome. */
 	r = key_hsm_unwrap(kek, kek_kid, rel.key_hsm, strlen(rel.key_hsm), &alg, &material, err);
@@ -657,6 +743,8 @@ int skr_release_key(struct skr_attester *a, const struct skr_release_request *re
 		skr_error_prefix(err, "unwrap: ");
 		goto out;
 	}
+	if (info)
+		skr_key_fingerprint(material->data, material->len, info->key_fingerprint);
 	r = key_new(&rel, material, out, err);
 	if (r < 0)
 		goto out;
@@ -668,4 +756,10 @@ out:
 	release_answer_clear(&rel);
 	release_target_clear(&t);
 	return r;
+}
+
+int skr_release_key(struct skr_attester *a, const struct skr_release_request *req,
+                    struct skr_key **out, struct skr_error *err)
+{
+	return skr_release_key_ex(a, req, out, NULL, err);
 }

@@ -750,3 +750,35 @@ struct skr_release_request {
  */
 int skr_release_key(struct skr_attester *a, const struct skr_release_request *req,
                     struct skr_key **out, struct skr_error *err);
+
+/*
+ * What an audit trail may record about an attestation or a release without seeing a secret:
+ * the MAA token by its "jti" claim, the SNP report by its SHA-256 (lower-case hex), a released
+ * key by skr_key_fingerprint() and the vault's id of the released version. Empty strings for
+ * what is not known; filled as far as the call got, on failure too (a jti or kid longer than
+ * its field is cut).
+ */
+struct skr_attest_info {
+	char jti[128];
+	char report_sha256[65];
+};
+
+struct skr_release_info {
+	char jti[128];
+	char report_sha256[65];
+	char key_fingerprint[SKR_FINGERPRINT_STR_SIZE];
+	char kid[512];
+};
+
+/*
+ * skr_attest_maa() that also fills @info (may be NULL). Both refuse runtime data that is not a
+ * JSON text (-EINVAL naming runtime_data, before any report is taken: it is sent with dataType
+ * JSON) and a token whose "nonce" claim, when it has one, is not the request's (-EPROTO).
+ */
+int skr_attest_maa_ex(struct skr_attester *a, const char *maa_endpoint, const uint8_t *runtime,
+                      size_t len, char **token, struct skr_attest_info *info,
+                      struct skr_error *err);
+
+/* skr_release_key() that also fills @info (may be NULL). */
+int skr_release_key_ex(struct skr_attester *a, const struct skr_release_request *req,
+                       struct skr_key **out, struct skr_release_info *info, struct skr_error *err);

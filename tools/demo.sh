@@ -7,7 +7,10 @@
 #   3. secure key release: the SKR client attests with a fresh wrapping key, the vault checks the
 #      token against the policy and releases the key wrapped to it, the client verifies and
 #      unwraps it — and the released key's fingerprint equals the imported key's.
-#   4. a release the policy refuses (another platform's host data), with the reason.
+#   4. a release the policy refuses (another platform's host data), with the reason;
+#   5. the daemon, configured as a container group configures it (SkrSideCarArgs and
+#      EncfsSideCarArgs: base64 of JSON, Port): GET /status, POST /attest/maa returning a token,
+#      POST /key/release returning the key as a JWK whose fingerprint equals the imported key's.
 # Installs dependencies (Debian 12, root), builds, runs, and stops everything it started.
 set -euo pipefail
 
@@ -23,7 +26,9 @@ ninja -C build-demo >/dev/null
 bin=build-demo
 state=$(mktemp -d /tmp/sidecar-demo.XXXXXX)
 devcloud_pid=
+daemon_pid=
 cleanup() {
+	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
 	[ -n "$devcloud_pid" ] && kill "$devcloud_pid" 2>/dev/null && wait "$devcloud_pid" 2>/dev/null
 	rm -rf "$state"
 }
@@ -107,3 +112,104 @@ if $bin/sidecar/confidential-sidecar release \
 	exit 1
 fi
 echo "(refused as expected; the reason above names the claim that did not match)"
+
+echo
+echo "== 5. the daemon: confidential-sidecar serving the SKR API on localhost"
+# A port free on 127.0.0.1 and ::1 (the daemon listens on both, never on another address).
+port=$(python3 - <<'PY'
+import socket
+for _ in range(50):
+    s4 = socket.socket(socket.AF_INET); s4.bind(("127.0.0.1", 0)); p = s4.getsockname()[1]
+    try:
+        s6 = socket.socket(socket.AF_INET6); s6.bind(("::1", p)); s6.close()
+    except OSError as e:
+        if e.errno == 98:  # EADDRINUSE on ::1: try another
+            s4.close(); continue
+    s4.close(); print(p); break
+PY
+)
+# As a container group passes them: standard base64 of the JSON documents. Our additions
+# (attestation source, platform directory, CA bundle, IMDS endpoint, endpoint allowlist) are
+# optional fields of SkrSideCarArgs; no filesystems here, so the allowlist names devcloud.
+skr_json=$(python3 -c 'import json,sys; print(json.dumps({
+    "certcache": {"endpoint_type": "AMD"},
+    "attestation_source": "virtual", "virtual_platform_dir": sys.argv[1],
+    "ca_bundle": sys.argv[2], "imds_endpoint": sys.argv[3],
+    "allowed_endpoints": {"attestation": [sys.argv[4]], "key_vault": [sys.argv[5]]}}))' \
+	"$platform" "$ca" "$imds" "$maa" "$akv")
+encfs_json='{"azure_info": {"certcache": {"endpoint_type": "AMD"}}, "azure_filesystems": []}'
+echo "SkrSideCarArgs  = base64 of $skr_json"
+echo "EncfsSideCarArgs = base64 of $encfs_json"
+echo "Port = $port"
+SkrSideCarArgs=$(printf '%s' "$skr_json" | base64 -w0) \
+EncfsSideCarArgs=$(printf '%s' "$encfs_json" | base64 -w0) \
+Port=$port LogFile="$state/sidecar.log" \
+	$bin/sidecar/confidential-sidecar 2>"$state/sidecar.err" &
+daemon_pid=$!
+for i in $(seq 1 100); do
+	curl -sf -o /dev/null "localhost:$port/status" && break
+	if ! kill -0 "$daemon_pid" 2>/dev/null || [ "$i" -eq 100 ]; then
+		echo "the daemon did not start:" >&2
+		cat "$state/sidecar.err" "$state/sidecar.log" >&2 2>/dev/null || true
+		exit 1
+	fi
+	sleep 0.1
+done
+
+echo
+echo "\$ curl -s localhost:$port/status"
+curl -s "localhost:$port/status"
+echo
+
+runtime_data=$(printf '%s' '{"demo":"confidential-sidecar API"}' | base64 -w0)
+echo
+echo "\$ curl -s -X POST localhost:$port/attest/maa -d '{\"maa_endpoint\":\"$maa\",\"runtime_data\":\"$runtime_data\"}'"
+attest=$(curl -s -X POST "localhost:$port/attest/maa" \
+	-d "{\"maa_endpoint\":\"$maa\",\"runtime_data\":\"$runtime_data\"}")
+printf '%s' "$attest" | python3 -c '
+import base64, json, sys
+body = json.load(sys.stdin)
+if "token" not in body:
+    sys.exit("no token: %s" % body)
+token = body["token"]
+payload = token.split(".")[1]
+claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+print("{\"token\": \"%s...\"}  (a %d-character JWT; some of its claims:)" % (token[:24], len(token)))
+for name in ("iss", "x-ms-attestation-type", "x-ms-compliance-status", "x-ms-sevsnpvm-hostdata",
+             "x-ms-sevsnpvm-is-debuggable", "x-ms-sevsnpvm-vmpl", "x-ms-runtime"):
+    if name in claims:
+        print("  %-28s %s" % (name, json.dumps(claims[name])))
+'
+
+echo
+echo "\$ curl -s -X POST localhost:$port/key/release -d '{\"maa_endpoint\":\"$maa\",\"akv_endpoint\":\"$akv\",\"kid\":\"demo-key\"}'"
+# The response carries the key itself: kept in this variable only, never written to a file.
+release=$(curl -s -X POST "localhost:$port/key/release" \
+	-d "{\"maa_endpoint\":\"$maa\",\"akv_endpoint\":\"$akv\",\"kid\":\"demo-key\"}")
+printf '%s' "$release" | python3 -c '
+import base64, hashlib, json, sys
+body = json.load(sys.stdin)
+if "key" not in body:
+    sys.exit("no key: %s" % body)
+jwk = json.loads(body["key"])
+k = base64.urlsafe_b64decode(jwk["k"] + "=" * (-len(jwk["k"]) % 4))
+print(json.dumps({"key": json.dumps(dict(jwk, k="<%d bytes, masked here>" % len(k)))}))
+print("(the key is a JWK serialized as a JSON string, as the Go sidecar returns it;"
+      " an application gets \"k\" in full)")
+# The fingerprint (skr.h skr_key_fingerprint) identifies the key without revealing it.
+digest = hashlib.sha256(b"confidential-sidecar key fingerprint v1" + b"\x00" + k).hexdigest()
+open(sys.argv[1], "w").write("sha256:" + digest[:32] + "\n")
+' "$state/api.fingerprint"
+unset release
+api_fingerprint=$(cat "$state/api.fingerprint")
+if [ -n "$imported" ] && [ "$imported" = "$api_fingerprint" ]; then
+	echo "the JWK's key equals the imported key (fingerprint $api_fingerprint)"
+else
+	echo "MISMATCH: imported $imported, released through the API $api_fingerprint" >&2
+	exit 1
+fi
+
+kill "$daemon_pid"
+wait "$daemon_pid" || { echo "the daemon did not stop cleanly" >&2; exit 1; }
+daemon_pid=
+echo "(daemon stopped with SIGTERM: exit 0)"

@@ -375,6 +375,19 @@ static void test_full_chain(void **state)
 	                 0);
 	rt = json_tokener_parse(RUNTIME);
 	assert_true(json_object_equal(json_object_object_get(claims, "x-ms-runtime"), rt));
+	/*
+	 * devcloud echoes the request's nonce as a decimal string; skr_attest_maa() has compared
+	 * it with the nonce it sent (a mismatch is -EPROTO), so its presence here is the check.
+	 */
+	{
+		json_object *nonce = json_object_object_get(claims, "nonce");
+		const char *n;
+
+		assert_non_null(nonce);
+		assert_true(json_object_is_type(nonce, json_type_string));
+		n = json_object_get_string(nonce);
+		assert_true(*n && strspn(n, "0123456789") == strlen(n));
+	}
 	secure_erase(token, strlen(token));
 }
 
@@ -465,6 +478,30 @@ static void test_bad_input(void **state)
 	}
 	st = https("GET", "/no/such/path", NULL, NULL, 0, &b);
 	expect_error(st, &b, 404, "no such path");
+	/* A decoded line break (log injection) comes back escaped, as the access log has it. */
+	st = https("GET", "/no%0Asuch%25path", NULL, NULL, 0, &b);
+	expect_error(st, &b, 404, "no such path: /no%0Asuch%25path");
+	{
+		/* More header fields than devcloud keeps, Host the last: 431, not "no Host". */
+		char lines[70][80];
+		const char *hdrs[72];
+		size_t n = 0;
+
+		for (; n < 69; n++) {
+			snprintf(lines[n], sizeof(lines[n]), "X-Filler-%zu: %zu", n, n);
+			hdrs[n] = lines[n];
+		}
+		snprintf(lines[n], sizeof(lines[n]), "Host: %s", endpoint);
+		hdrs[n++] = lines[69];
+		hdrs[n] = NULL;
+		st = https("GET", "/certs", hdrs, NULL, 0, &b);
+		expect_error(st, &b, 431, "more than 64 header fields");
+		/* 60 are fine */
+		hdrs[60] = NULL;
+		st = https("GET", "/certs", hdrs, NULL, 0, &b);
+		assert_int_equal(st, 200);
+		free(b.data);
+	}
 	st = https("GET", ATTEST_PATH, NULL, NULL, 0, &b);
 	expect_error(st, &b, 405, "not allowed");
 	{
@@ -589,6 +626,24 @@ static void test_listen_refused(void **state)
 	}
 }
 
+/*
+ * --max-body is capped at what the MAA request parser accepts: a body between the two limits
+ * would get the parser's 400 instead of a 413.
+ */
+static void test_max_body_refused(void **state)
+{
+	static const char *const sizes[] = {"0", "2097153", "67108864"};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		const char *args[] = {"serve", "--state",    state_dir, "--attest-port",
+		                      "0",     "--max-body", sizes[i],  NULL};
+
+		if (run_devcloud(args, NULL) != 2)
+			fail_msg("--max-body %s was not refused with exit code 2", sizes[i]);
+	}
+}
+
 /* 6. Offline verification of a report file (raw or hex) with the CLI. */
 static void test_verify_report_cli(void **state)
 {
@@ -678,9 +733,10 @@ static void test_sigterm(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_full_chain),        cmocka_unit_test(test_bad_input),
-	        cmocka_unit_test(test_kds_thim),          cmocka_unit_test(test_listen_refused),
-	        cmocka_unit_test(test_verify_report_cli), cmocka_unit_test(test_sigterm),
+	        cmocka_unit_test(test_full_chain),       cmocka_unit_test(test_bad_input),
+	        cmocka_unit_test(test_kds_thim),         cmocka_unit_test(test_listen_refused),
+	        cmocka_unit_test(test_max_body_refused), cmocka_unit_test(test_verify_report_cli),
+	        cmocka_unit_test(test_sigterm),
 	};
 
 	curl_global_init(CURL_GLOBAL_DEFAULT);

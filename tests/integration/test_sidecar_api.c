@@ -865,6 +865,133 @@ static void test_allowlist(void **state)
  * ------------------------------------------------------------------------------------------- */
 
 /* Local addresses of the listening sockets on @p in /proc/net/@file (hex, as the kernel has it). */
+/* Run the sidecar binary with @args; its exit code, stdout and stderr (malloc'ed). */
+static int run_cli(const char *const *args, char **out, char **err)
+{
+	char out_path[700], err_path[700];
+	const char *argv[32] = {daemon_bin};
+	size_t n = 1, len;
+	pid_t pid;
+	int status;
+
+	snprintf(out_path, sizeof(out_path), "%s/cli.stdout", tmpdir);
+	snprintf(err_path, sizeof(err_path), "%s/cli.stderr", tmpdir);
+	for (; args[n - 1] && n < 31; n++)
+		argv[n] = args[n - 1];
+	argv[n] = NULL;
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+
+		if (fo < 0 || fe < 0)
+			_exit(126);
+		dup2(fo, STDOUT_FILENO);
+		dup2(fe, STDERR_FILENO);
+		execv(daemon_bin, (char *const *)argv);
+		_exit(127);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(read_file(out_path, OUT_MAX, out, &len), 0);
+	assert_int_equal(read_file(err_path, OUT_MAX, err, &len), 0);
+	return WEXITSTATUS(status);
+}
+
+/*
+ * The one-shot commands: usage errors exit 2 before any device or network is used (an http://
+ * endpoint, a path on the MAA endpoint, runtime data that is not JSON), --version works, and an
+ * attestation against devcloud succeeds (its token echoes the request's nonce, which the client
+ * checks).
+ */
+static void test_cli(void **state)
+{
+	char maa_path[128];
+	static const struct {
+		int code;
+		const char *args[16];
+		const char *out, *err;
+	} cases[] = {
+	        {0, {"attest", "--version"}, "confidential-sidecar ", ""},
+	        {0, {"release", "--version"}, "confidential-sidecar ", ""},
+	        {2, {"attest", "--maa-endpoint", "http://127.0.0.1:1"}, "", "only https://"},
+	        {2, {"attest", "--maa-endpoint", "ftp://x"}, "", "only https://"},
+	        {2,
+	         {"release", "--maa-endpoint", "x", "--akv-endpoint", "HTTP://y", "--kid", "k"},
+	         "",
+	         "--akv-endpoint 'HTTP://y': only https://"},
+	        {2, {"attest", "--maa-endpoint", ""}, "", "--maa-endpoint is empty"},
+	};
+	size_t before;
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		_cleanup_free_ char *out = NULL, *err = NULL;
+		int code = run_cli(cases[i].args, &out, &err);
+
+		if (code != cases[i].code || !strstr(out, cases[i].out) ||
+		    !strstr(err, cases[i].err))
+			fail_msg("%s %s: exit %d, stdout '%s', stderr '%s'", cases[i].args[0],
+			         cases[i].args[1], code, out, err);
+	}
+
+	/* With a working platform: the library's own checks are usage errors too. */
+	before = devcloud_count("POST /attest/SevSnpVm");
+	snprintf(maa_path, sizeof(maa_path), "https://%s/prefix", maa);
+	{
+		const char *bad_path[] = {"attest",     "--maa-endpoint",
+		                          maa_path,     "--attestation-source",
+		                          "virtual",    "--virtual-dir",
+		                          platform_dir, "--ca-bundle",
+		                          ca_path,      NULL};
+		const char *not_json[] = {
+		        "attest",  "--maa-endpoint", maa,          "--attestation-source",
+		        "virtual", "--virtual-dir",  platform_dir, "--ca-bundle",
+		        ca_path,   "--runtime-data", "not json",   NULL};
+		const char *ok[] = {
+		        "attest",  "--maa-endpoint", maa,           "--attestation-source",
+		        "virtual", "--virtual-dir",  platform_dir,  "--ca-bundle",
+		        ca_path,   "--runtime-data", "{\"cli\":1}", NULL};
+		_cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
+		_cleanup_free_ char *out3 = NULL, *err3 = NULL;
+		_cleanup_json_ json_object *claims = NULL;
+
+		assert_int_equal(run_cli(bad_path, &out, &err), 2);
+		assert_non_null(strstr(err, "has a path"));
+		assert_int_equal(run_cli(not_json, &out2, &err2), 2);
+		assert_non_null(strstr(err2, "runtime_data is not valid JSON"));
+		assert_int_equal(devcloud_count("POST /attest/SevSnpVm"), before);
+
+		if (run_cli(ok, &out3, &err3) != 0)
+			fail_msg("attest: %s", err3);
+		assert_non_null(strstr(err3, "token verified"));
+		claims = json_tokener_parse(out3);
+		assert_non_null(claims);
+		assert_int_equal(json_object_get_int(json_object_object_get(
+		                         json_object_object_get(claims, "x-ms-runtime"), "cli")),
+		                 1);
+		assert_true(strspn(str_field(claims, "nonce"), "0123456789") > 0);
+		assert_int_equal(devcloud_count("POST /attest/SevSnpVm"), before + 1);
+	}
+}
+
+/* devcloud's request log escapes the decoded path: a client cannot forge a log line. */
+static void test_devcloud_log_injection(void **state)
+{
+	struct http_result r = {0};
+	char url[256];
+
+	(void)state;
+	snprintf(url, sizeof(url), "https://%s/x%%0AGET%%20/forged%%20200", maa);
+	http("GET", url, NULL, NULL, 0, &r);
+	assert_int_equal(r.status, 404);
+	assert_non_null(strstr(r.body, "/x%0AGET%20/forged%20200"));
+	http_result_clear(&r);
+	assert_int_equal(devcloud_count("GET /x%0AGET%20/forged%20200 404"), 1);
+	assert_int_equal(devcloud_count("\nGET /forged"), 0);
+}
+
 static size_t listening_addresses(const char *file, uint16_t p, char addrs[][40], size_t max)
 {
 	char path[64], line[512];
@@ -978,6 +1105,41 @@ static void test_audit_and_signals(void **state)
 	skr_key_fingerprint(key_bytes, sizeof(key_bytes), fp);
 	assert_non_null(strstr(audit, fp));
 	assert_non_null(strstr(audit, "\"token_jti\":\""));
+	/*
+	 * A successful release and MAA attestation are audited with the token's jti and the
+	 * report's hash (never the token), a release also with the key's id and fingerprint.
+	 */
+	{
+		static const char *const needles[] = {
+		        "\"endpoint\":\"/key/release\",\"outcome\":\"success\"",
+		        "\"endpoint\":\"/attest/maa\",\"outcome\":\"success\""};
+
+		for (size_t i = 0; i < ELEMENTSOF(needles); i++) {
+			const char *line = strstr(audit, needles[i]), *start, *end;
+			_cleanup_free_ char *text = NULL;
+			_cleanup_json_ json_object *rec = NULL;
+			json_object *v;
+
+			assert_non_null(line);
+			for (start = line; start > audit && start[-1] != '\n'; start--)
+				;
+			end = strchr(line, '\n');
+			assert_non_null(end);
+			text = strndup(start, (size_t)(end - start));
+			rec = json_tokener_parse(text);
+			assert_non_null(rec);
+			assert_true(json_object_object_get_ex(rec, "token_jti", &v));
+			assert_true(json_object_get_string_len(v) > 0);
+			assert_true(json_object_object_get_ex(rec, "report_sha256", &v));
+			assert_int_equal(json_object_get_string_len(v), 64);
+			if (i == 0) {
+				assert_true(json_object_object_get_ex(rec, "key_fingerprint", &v));
+				assert_string_equal(json_object_get_string(v), fp);
+				assert_true(json_object_object_get_ex(rec, "key_id", &v));
+				assert_non_null(strstr(json_object_get_string(v), "/keys/"));
+			}
+		}
+	}
 
 	/* SIGHUP: the rotated log stays, a new one is opened */
 	snprintf(rotated, sizeof(rotated), "%s.1", daemon_log);
@@ -1106,6 +1268,8 @@ int main(void)
 	        cmocka_unit_test(test_attest),
 	        cmocka_unit_test(test_release),
 	        cmocka_unit_test(test_allowlist),
+	        cmocka_unit_test(test_cli),
+	        cmocka_unit_test(test_devcloud_log_injection),
 	        cmocka_unit_test(test_loopback_only),
 	        cmocka_unit_test(test_audit_and_signals),
 	        cmocka_unit_test(test_no_secrets_in_logs),

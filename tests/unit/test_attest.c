@@ -33,6 +33,7 @@
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 
+#include "attest_internal.h"
 #include "b64.h"
 #include "cleanup.h"
 #include "fileio.h"
@@ -629,6 +630,60 @@ static void test_concurrent_evidence(void **state)
 	skr_attester_free(a);
 }
 
+static double ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) * 1e3 + (double)(b->tv_nsec - a->tv_nsec) / 1e6;
+}
+
+static void *evidence_once(void *p)
+{
+	struct thread_arg *t = p;
+	struct skr_evidence e;
+	struct skr_error err = {0};
+
+	t->result = skr_attest_evidence(t->a, NULL, 0, &e, &err);
+	snprintf(t->msg, sizeof(t->msg), "%s", err.msg);
+	skr_evidence_clear(&e);
+	return NULL;
+}
+
+/*
+ * A certificate download (here a cache that takes 2 s to answer) holds the fetcher's lock only:
+ * a report, which needs just the device, is served meanwhile.
+ */
+static void test_download_does_not_block_reports(void **state)
+{
+	_cleanup_free_ char *ctx = context_dir("ctx_slow_cache");
+	struct thread_arg arg = {0};
+	struct skr_error err = {0};
+	uint8_t report[SNP_REPORT_SIZE];
+	struct timespec t0, t1;
+	pthread_t th;
+
+	/* The table says T0, reports say T1: the evidence call refreshes from the cache. */
+	test_http_server_push(W.srv, &(struct test_http_reply){.status = 200,
+	                                                       .content_type = "text/plain",
+	                                                       .body = W.chain_q,
+	                                                       .delay_ms = 2000});
+	arg.a = attester(&(struct attester_opts){W.dir_p_new, ctx, true});
+	assert_int_equal(pthread_create(&th, NULL, evidence_once, &arg), 0);
+	for (int i = 0; i < 500 && test_http_server_request_count(W.srv) == 0; i++)
+		usleep(10 * 1000);
+	assert_int_equal(test_http_server_request_count(W.srv), 1);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	assert_int_equal(skr_attest_raw(arg.a, NULL, 0, report, &err), 0);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if (ms_between(&t0, &t1) > 1000)
+		fail_msg("a report waited %.0f ms for a certificate download",
+		         ms_between(&t0, &t1));
+
+	pthread_join(th, NULL);
+	if (arg.result != 0)
+		fail_msg("evidence: %d %s", arg.result, arg.msg);
+	skr_attester_free(arg.a);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * MAA and token verification
  * ------------------------------------------------------------------------------------------- */
@@ -684,13 +739,111 @@ static void test_attest_maa(void **state)
 	                       "{\"error\":{\"code\":\"InvalidParameter\",\"message\":\"bad "
 	                       "report\"}}");
 	skr_error_clear(&err);
-	assert_int_equal(skr_attest_maa(a, W.endpoint, NULL, 0, &token, &err), -EACCES);
+	assert_int_equal(skr_attest_maa(a, W.endpoint, (const uint8_t *)"{}", 2, &token, &err),
+	                 -EACCES);
 	assert_non_null(strstr(err.msg, "InvalidParameter: bad report"));
 	assert_null(token);
 
 	/* A bad endpoint fails before the device is asked. */
 	skr_error_clear(&err);
 	assert_int_equal(skr_attest_maa(a, "http://x", NULL, 0, &token, &err), -EINVAL);
+	skr_attester_free(a);
+}
+
+/* An unsigned token with @payload (the attester checks the shape and the nonce only). */
+static char *token_with(const char *payload)
+{
+	_cleanup_free_ char *p = NULL;
+	char *out = NULL;
+
+	assert_int_equal(b64_encode(payload, strlen(payload), B64_URL_NOPAD, &p), 0);
+	assert_true(asprintf(&out, "eyJhbGciOiJSUzI1NiJ9.%s.c2ln", p) > 0);
+	return out;
+}
+
+static void reply_token(const char *payload)
+{
+	_cleanup_free_ char *t = token_with(payload), *body = NULL;
+
+	assert_true(asprintf(&body, "{\"token\":\"%s\"}", t) > 0);
+	test_http_server_reply(W.srv, "/attest/SevSnpVm", 200, "application/json", body);
+}
+
+/*
+ * protocols.md §4.1 details the client owns: runtime data sent as dataType JSON must be JSON
+ * (refused before the device or MAA is asked), a token's nonce must be the request's, and the
+ * audit information (jti, report hash) is filled.
+ */
+static void test_attest_maa_checks(void **state)
+{
+	_cleanup_free_ char *ctx = context_dir("ctx_maa_checks");
+	struct skr_attester *a = attester(&(struct attester_opts){W.dir_p, ctx, false});
+	static const struct {
+		const char *runtime, *msg;
+	} not_json[] = {
+	        {"", "runtime_data is empty"},
+	        {"ABC", "runtime_data is not valid JSON"},
+	        {"{\"a\":1} x", "runtime_data is not valid JSON"},
+	};
+	struct skr_attest_info info;
+	struct skr_error err = {0};
+	char *token = NULL;
+	int r;
+
+	for (size_t i = 0; i < ELEMENTSOF(not_json); i++) {
+		skr_error_clear(&err);
+		memset(&info, 'x', sizeof(info));
+		r = skr_attest_maa_ex(a, W.endpoint, (const uint8_t *)not_json[i].runtime,
+		                      strlen(not_json[i].runtime), &token, &info, &err);
+		if (r != -EINVAL || !strstr(err.msg, not_json[i].msg) ||
+		    !strstr(err.msg, "dataType JSON"))
+			fail_msg("\"%s\": got %d \"%s\"", not_json[i].runtime, r, err.msg);
+		assert_null(token);
+		assert_string_equal(info.jti, "");
+		assert_string_equal(info.report_sha256, "");
+	}
+	assert_int_equal(test_http_server_request_count(W.srv), 0);
+
+	/* A token answering another request: a string nonce, then a number. */
+	reply_token("{\"jti\":\"j-1\",\"nonce\":\"42\"}");
+	skr_error_clear(&err);
+	r = skr_attest_maa_ex(a, W.endpoint, (const uint8_t *)runtime, strlen(runtime), &token,
+	                      &info, &err);
+	if (r != -EPROTO || !strstr(err.msg, "MAA token nonce 42 is not the request's "))
+		fail_msg("string nonce: got %d \"%s\"", r, err.msg);
+	assert_null(token);
+	/* known as far as the call got: the report was taken, the token had a jti */
+	assert_string_equal(info.jti, "j-1");
+	assert_int_equal(strlen(info.report_sha256), 64);
+
+	reply_token("{\"nonce\":7}");
+	skr_error_clear(&err);
+	r = skr_attest_maa(a, W.endpoint, (const uint8_t *)runtime, strlen(runtime), &token, &err);
+	if (r != -EPROTO || !strstr(err.msg, "MAA token nonce 7 is not"))
+		fail_msg("number nonce: got %d \"%s\"", r, err.msg);
+	assert_null(token);
+
+	/* No nonce claim (real MAA may leave it out): accepted; jti and report hash recorded. */
+	test_http_server_reset(W.srv);
+	reply_token("{\"jti\":\"jti-77\"}");
+	skr_error_clear(&err);
+	if (skr_attest_maa_ex(a, W.endpoint, (const uint8_t *)runtime, strlen(runtime), &token,
+	                      &info, &err) < 0)
+		fail_msg("skr_attest_maa_ex: %s", err.msg);
+	assert_string_equal(info.jti, "jti-77");
+	{
+		const struct test_http_request *req = test_http_server_request(W.srv, 0);
+		struct maa_request m;
+		uint8_t md[32];
+		char hex[65];
+
+		assert_int_equal(maa_request_parse(req->body, req->body_len, &m, &err), 0);
+		SHA256(m.report, m.report_len, md);
+		hex_encode(md, sizeof(md), hex);
+		assert_string_equal(info.report_sha256, hex);
+		maa_request_clear(&m);
+	}
+	free(token);
 	skr_attester_free(a);
 }
 
@@ -854,6 +1007,85 @@ static void test_token_verify(void **state)
 	skr_attester_free(a);
 }
 
+/* One evidence's chain PEM, checked to verify the report it came with. */
+static char *evidence_chain(struct skr_attester *a)
+{
+	struct skr_evidence e;
+	struct skr_error err = {0};
+	char *pem;
+
+	if (skr_attest_evidence(a, (const uint8_t *)runtime, strlen(runtime), &e, &err) < 0)
+		fail_msg("skr_attest_evidence: %s", err.msg);
+	pem = strdup(e.cert_chain_pem);
+	assert_non_null(pem);
+	skr_evidence_clear(&e);
+	return pem;
+}
+
+static void table_cache_mark(struct skr_attester *a)
+{
+	free(a->table_cache_pem);
+	a->table_cache_pem = strdup("marker: served from the table cache");
+	assert_non_null(a->table_cache_pem);
+}
+
+/*
+ * The chain parsed from the platform's table is kept, keyed by the table's exact bytes and
+ * the TCB: white box, so that a hit is visible (a marker in place of the cached PEM) and any
+ * difference in the key is shown to miss.
+ */
+static void test_evidence_table_cache(void **state)
+{
+	_cleanup_free_ char *ctx = context_dir("ctx_table_cache");
+	struct skr_attester *a = attester(&(struct attester_opts){W.dir_p, ctx, false});
+	char *pem;
+
+	/* The first report parses the table and stores the result. */
+	pem = evidence_chain(a);
+	assert_string_equal(pem, W.chain_p);
+	free(pem);
+	assert_non_null(a->table_cache_pem);
+	assert_string_equal(a->table_cache_pem, W.chain_p);
+	assert_int_equal(a->table_cache_tcb, W.t0);
+
+	/* The same table and TCB: served from the cache. */
+	table_cache_mark(a);
+	pem = evidence_chain(a);
+	assert_string_equal(pem, "marker: served from the table cache");
+	free(pem);
+
+	/* One byte of the table differs: parsed again, and the cache replaced. */
+	a->table_cache_key[a->table_cache_key_len - 1] ^= 1;
+	pem = evidence_chain(a);
+	assert_string_equal(pem, W.chain_p);
+	free(pem);
+	assert_string_equal(a->table_cache_pem, W.chain_p);
+
+	/* A table of another length, or another TCB: parsed again. */
+	table_cache_mark(a);
+	a->table_cache_key_len--;
+	pem = evidence_chain(a);
+	assert_string_equal(pem, W.chain_p);
+	free(pem);
+	table_cache_mark(a);
+	a->table_cache_tcb ^= 1;
+	pem = evidence_chain(a);
+	assert_string_equal(pem, W.chain_p);
+	free(pem);
+	assert_int_equal(a->table_cache_tcb, W.t0);
+	skr_attester_free(a);
+
+	/* A table whose chain does not match the reported TCB is never stored. */
+	context_write_thim_of(ctx, W.chain_q, W.t1);
+	a = attester(&(struct attester_opts){W.dir_p_new, ctx, true});
+	pem = evidence_chain(a);
+	assert_string_equal(pem, W.chain_q);
+	free(pem);
+	assert_null(a->table_cache_pem);
+	skr_attester_free(a);
+	assert_int_equal(test_http_server_request_count(W.srv), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -861,6 +1093,7 @@ int main(void)
 	        cmocka_unit_test(test_report_data_for),
 	        cmocka_unit_test_setup(test_attest_raw, reset),
 	        cmocka_unit_test_setup(test_evidence_platform_chain, reset),
+	        cmocka_unit_test_setup(test_evidence_table_cache, reset),
 	        cmocka_unit_test_setup(test_thim_matches_stale_table, reset),
 	        cmocka_unit_test_setup(test_refresh_from_cache, reset),
 	        cmocka_unit_test_setup(test_refresh_still_mismatching, reset),
@@ -869,7 +1102,9 @@ int main(void)
 	        cmocka_unit_test_setup(test_incomplete_chain_completed, reset),
 	        cmocka_unit_test_setup(test_bad_security_context, reset),
 	        cmocka_unit_test_setup(test_concurrent_evidence, reset),
+	        cmocka_unit_test_setup(test_download_does_not_block_reports, reset),
 	        cmocka_unit_test_setup(test_attest_maa, reset),
+	        cmocka_unit_test_setup(test_attest_maa_checks, reset),
 	        cmocka_unit_test_setup(test_token_verify, reset),
 	};
 

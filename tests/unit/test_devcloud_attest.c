@@ -478,6 +478,16 @@ static void test_routes(void **state)
 	assert_int_equal(resp.status, 400);
 	assert_non_null(strstr(resp.body, "MissingApiVersionParameter"));
 
+	/* Client text in 404/405 messages is escaped: no line break reaches a client's log. */
+	dispatch("GET", "/a\nFAKE LOG LINE", NULL, 0, host_header, 1, &resp);
+	assert_int_equal(resp.status, 404);
+	assert_null(strchr(resp.body, '\n'));
+	assert_null(strstr(resp.body, "\\n"));
+	assert_non_null(strstr(resp.body, "no such path: /a%0AFAKE%20LOG%20LINE"));
+	dispatch("GE\rT", "/certs", NULL, 0, host_header, 1, &resp);
+	assert_int_equal(resp.status, 405);
+	assert_non_null(strstr(resp.body, "GE%0DT is not allowed"));
+
 	/* api-version present, any value; MAA's path is case-insensitive. */
 	dispatch("POST", "/attest/sevsnpvm", version, 1, host_header, 1, &resp);
 	assert_int_equal(resp.status, 400);
@@ -659,6 +669,69 @@ static void test_init_refuses_non_empty(void **state)
 	assert_non_null(strstr(err.msg, "--force"));
 }
 
+static void test_log_escape(void **state)
+{
+	static const struct {
+		const char *in;
+		size_t size;
+		const char *out;
+	} cases[] = {
+	        {"/attest/SevSnpVm", 64, "/attest/SevSnpVm"},
+	        {"/no\nsuch", 64, "/no%0Asuch"},
+	        {"/a\r\n200 OK", 64, "/a%0D%0A200%20OK"},
+	        /* '%' itself is escaped: a literal "%0A" and a line break differ in the log */
+	        {"/%0A", 64, "/%250A"},
+	        {"/\x7f\x80\xff", 64, "/%7F%80%FF"},
+	        {"", 8, ""},
+	        /* exactly fits (9 characters and the NUL), then one more: cut with "..." */
+	        {"/12345678", 10, "/12345678"},
+	        {"/123456789", 10, "/12345..."},
+	        /* an escape is never split */
+	        {"/1234\n", 8, "/123..."},
+	        {"/ab", 3, "/a"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char out[64];
+
+		memset(out, 'Z', sizeof(out));
+		devcloud_log_escape(cases[i].in, out, cases[i].size);
+		if (strcmp(out, cases[i].out) != 0)
+			fail_msg("case %zu: got \"%s\", expected \"%s\"", i, out, cases[i].out);
+		assert_true(strlen(out) < cases[i].size);
+	}
+}
+
+/*
+ * --max-body may not exceed the MAA request parser's own cap (a body in between would get the
+ * parser's 400, not a 413), and the two limits are the same number.
+ */
+static void test_max_body_limit(void **state)
+{
+	struct devcloud_serve_options so;
+	struct devcloud *second = NULL;
+	struct skr_error err = {0};
+	struct maa_request m;
+	_cleanup_free_ char *body = malloc(DEVCLOUD_MAX_BODY_LIMIT + 1);
+
+	(void)state;
+	devcloud_serve_options_default(&so);
+	so.state_dir = dc->state_dir;
+	so.max_body = DEVCLOUD_MAX_BODY_LIMIT + 1;
+	assert_int_equal(devcloud_open(&so, &second, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "--max-body must be 1..2097152"));
+	assert_null(second);
+
+	assert_non_null(body);
+	memset(body, ' ', DEVCLOUD_MAX_BODY_LIMIT + 1);
+	skr_error_clear(&err);
+	assert_int_equal(maa_request_parse(body, DEVCLOUD_MAX_BODY_LIMIT + 1, &m, &err), -EFBIG);
+	skr_error_clear(&err);
+	assert_int_not_equal(maa_request_parse(body, DEVCLOUD_MAX_BODY_LIMIT, &m, &err), -EFBIG);
+	assert_null(strstr(err.msg, "larger than"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -679,6 +752,8 @@ int main(void)
 	        cmocka_unit_test(test_kds),
 	        cmocka_unit_test(test_thim),
 	        cmocka_unit_test(test_init_refuses_non_empty),
+	        cmocka_unit_test(test_log_escape),
+	        cmocka_unit_test(test_max_body_limit),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

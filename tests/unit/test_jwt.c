@@ -347,6 +347,56 @@ static void test_verify_rejects(void **state)
 		expect("issuer not a string", verify_all(t2, pub, ISSUER, &err), &err, -EACCES,
 		       "no \"iss\"");
 	}
+	/* Scheme and host are compared without regard to case, a path exactly. */
+	{
+		_cleanup_free_ char *p =
+		        payload_at(now, 3600, 0, "HTTPS://Shared.Test.ATTEST.azure.net/");
+		_cleanup_free_ char *t = sign_rs256(K.key, HEADER_OK, p);
+		_cleanup_free_ char *p2 = payload_at(now, 3600, 0, ISSUER "/Tenant");
+		_cleanup_free_ char *t2 = sign_rs256(K.key, HEADER_OK, p2);
+
+		skr_error_clear(&err);
+		assert_int_equal(verify_all(t, pub, ISSUER, &err), 0);
+		assert_int_equal(
+		        verify_all(good, pub, "https://SHARED.test.attest.azure.net", &err), 0);
+		assert_int_equal(verify_all(t2, pub, ISSUER "/Tenant", &err), 0);
+		expect("path case", verify_all(t2, pub, ISSUER "/tenant", &err), &err, -EACCES,
+		       "JWT issuer");
+		skr_error_clear(&err);
+		expect("path vs none", verify_all(t2, pub, ISSUER, &err), &err, -EACCES,
+		       "JWT issuer");
+	}
+}
+
+/*
+ * The signature is checked over the text the claims were decoded from: token A parsed, token B
+ * (same lengths, B's valid signature) passed as the text, is refused, so B's signature can
+ * never vouch for A's claims.
+ */
+static void test_verify_other_text_refused(void **state)
+{
+	time_t now = time(NULL);
+	_cleanup_(EVP_PKEY_freep) EVP_PKEY *pub = X509_get_pubkey(K.cert);
+	_cleanup_free_ char *pa = payload_at(now, 3600, 0, "https://aaaaa.attest.azure.net");
+	_cleanup_free_ char *pb = payload_at(now, 3600, 0, "https://bbbbb.attest.azure.net");
+	_cleanup_free_ char *a = sign_rs256(K.other, HEADER_OK, pa);
+	_cleanup_free_ char *b = sign_rs256(K.key, HEADER_OK, pb);
+	struct skr_error err = {0};
+	struct jwt ja, jb;
+
+	assert_int_equal(strlen(a), strlen(b));
+	assert_int_equal(jwt_parse(a, strlen(a), &ja, &err), 0);
+	/* A's own signature is not the trusted key's. */
+	assert_int_equal(jwt_verify_rs256(&ja, NULL, pub, &err), -EBADMSG);
+	skr_error_clear(&err);
+	expect("A parsed, B's text", jwt_verify_rs256(&ja, b, pub, &err), &err, -EINVAL,
+	       "does not match the parsed token");
+	jwt_clear(&ja);
+	/* B verifies as itself, with or without its text. */
+	assert_int_equal(jwt_parse(b, strlen(b), &jb, &err), 0);
+	assert_int_equal(jwt_verify_rs256(&jb, NULL, pub, &err), 0);
+	assert_int_equal(jwt_verify_rs256(&jb, b, pub, &err), 0);
+	jwt_clear(&jb);
 }
 
 static void test_verify_refuses_small_or_non_rsa_key(void **state)
@@ -690,6 +740,7 @@ int main(void)
 	        cmocka_unit_test(test_verify_ok),
 	        cmocka_unit_test(test_verify_padded_segments),
 	        cmocka_unit_test(test_verify_rejects),
+	        cmocka_unit_test(test_verify_other_text_refused),
 	        cmocka_unit_test(test_verify_refuses_small_or_non_rsa_key),
 	        cmocka_unit_test(test_parse_rejects),
 	        cmocka_unit_test(test_redact),

@@ -75,8 +75,11 @@ static void test_base_url(void **state)
 	        {"shared.eus.attest.azure.net/", "https://shared.eus.attest.azure.net"},
 	        {"127.0.0.1:8443", "https://127.0.0.1:8443"},
 	        {"https://x.attest.azure.net", "https://x.attest.azure.net"},
-	        {"HTTPS://x.attest.azure.net//", "HTTPS://x.attest.azure.net"},
-	        {"https://x.test/prefix", "https://x.test/prefix"},
+	        {"HTTPS://x.attest.azure.net//", "https://x.attest.azure.net"},
+	        /* the token issuer's one spelling: lower-case host, no default port */
+	        {"https://Shared.EUS.Attest.Azure.NET/", "https://shared.eus.attest.azure.net"},
+	        {"X.Attest.Azure.Net:443", "https://x.attest.azure.net"},
+	        {"https://[::1]:8443", "https://[::1]:8443"},
 	};
 	static const struct {
 		const char *in, *msg;
@@ -89,6 +92,10 @@ static void test_base_url(void **state)
 	        {"https://user:pw@x.test", "credentials"},
 	        {"x.test/?a=b", "query"},
 	        {"x.test#frag", "fragment"},
+	        /* MAA serves at its root: a path gives an attest URL and an issuer that never
+	         * match what MAA does */
+	        {"https://x.test/prefix", "has a path"},
+	        {"x.test/a/", "has a path"},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(ok); i++) {

@@ -214,9 +214,9 @@ static void test_parse_variants(void **state)
 	         ",\"initTimeData\":{\"data\":\"eyJhIjoxfQ\",\"dataType\":\"JSON\"},"
 	         "\"draftPolicyForAttestation\":\"x\"",
 	         NULL, NULL, "", true},
-	        {"empty string nonce and empty runtime data", B64_URL, "",
-	         ",\"runtimeData\":{\"data\":\"\",\"dataType\":\"JSON\"},\"nonce\":\"\"", "", "",
-	         "JSON", false},
+	        {"empty string nonce and empty Binary runtime data", B64_URL, "",
+	         ",\"runtimeData\":{\"data\":\"\",\"dataType\":\"Binary\"},\"nonce\":\"\"", "", "",
+	         "Binary", false},
 	};
 
 	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
@@ -337,6 +337,10 @@ static void test_parse_rejects(void **state)
 	        {"empty dataType on runtime data", NULL, GOOD_INNER,
 	         ",\"runtimeData\":{\"data\":\"\",\"dataType\":\"\"}", -EINVAL,
 	         "runtimeData.dataType must be"},
+	        /* nothing is not a JSON document: MAA refuses it, so does devcloud */
+	        {"empty JSON runtime data", NULL, GOOD_INNER,
+	         ",\"runtimeData\":{\"data\":\"\",\"dataType\":\"JSON\"}", -EINVAL,
+	         "runtimeData.data is empty although runtimeData.dataType is \"JSON\""},
 	        {"JSON runtime data that is not JSON", NULL, GOOD_INNER,
 	         ",\"runtimeData\":{\"data\":\"PGEvPg==\",\"dataType\":\"JSON\"}", -EINVAL,
 	         "runtimeData.data is not JSON"},

@@ -39,6 +39,7 @@
 #include "json_util.h"
 #include "log.h"
 #include "ossl.h"
+#include "release_internal.h"
 #include "secret.h"
 #include "skr.h"
 #include "test_http_server.h"
@@ -157,7 +158,8 @@ static int setup(void **state)
 	W.maa_key = EVP_RSA_gen(2048);
 	assert_non_null(W.maa_key);
 	assert_true(asprintf(&payload,
-	                     "{\"iss\":\"%s\",\"exp\":%lld,\"x-ms-attestation-type\":\"sevsnpvm\","
+	                     "{\"iss\":\"%s\",\"exp\":%lld,\"jti\":\"maa-jti-5\","
+	                     "\"x-ms-attestation-type\":\"sevsnpvm\","
 	                     "\"x-ms-sevsnpvm-hostdata\":\"%s\",\"x-ms-sevsnpvm-is-debuggable\":"
 	                     "false,\"x-ms-sevsnpvm-vmpl\":0}",
 	                     W.issuer, (long long)time(NULL) + 3600, HOSTDATA) > 0);
@@ -446,6 +448,7 @@ static void test_release_oct(void **state)
 	const struct test_http_request *rel, *maa;
 	struct maa_request m = {0};
 	struct snp_report report;
+	struct skr_release_info info;
 	uint8_t expect[64];
 	_cleanup_free_ char *target = NULL, *sig = NULL;
 
@@ -454,7 +457,7 @@ static void test_release_oct(void **state)
 	logged = NULL;
 	log_set_level(LOG_LEVEL_TRACE);
 	log_set_sink(capture, NULL);
-	if (skr_release_key(W.attester, &req, &k, &err) < 0) {
+	if (skr_release_key_ex(W.attester, &req, &k, &info, &err) < 0) {
 		log_set_sink(NULL, NULL);
 		fail_msg("skr_release_key: %s", err.msg);
 	}
@@ -469,6 +472,20 @@ static void test_release_oct(void **state)
 	assert_int_equal(snp_report_parse(m.report, m.report_len, &report, &err), 0);
 	skr_report_data_for(m.runtime_data, m.runtime_data_len, expect);
 	assert_memory_equal(report.report_data, expect, 64);
+
+	/* The audit information: token jti, report hash, the released key's id and fingerprint. */
+	{
+		char fp[SKR_FINGERPRINT_STR_SIZE], hex[65];
+		uint8_t md[32];
+
+		assert_string_equal(info.jti, "maa-jti-5");
+		SHA256(m.report, m.report_len, md);
+		hex_encode(md, sizeof(md), hex);
+		assert_string_equal(info.report_sha256, hex);
+		skr_key_fingerprint(W.oct, sizeof(W.oct), fp);
+		assert_string_equal(info.key_fingerprint, fp);
+		assert_string_equal(info.kid, k->kid);
+	}
 	assert_non_null(strstr(v.runtime, "\"key_ops\":[\"encrypt\"]"));
 	assert_non_null(strstr(v.runtime, "\"kty\":\"RSA\""));
 	maa_request_clear(&m);
@@ -817,6 +834,15 @@ static void test_bad_answers(void **state)
 	         {.kty = "OKP"},
 	         -ENOTSUP,
 	         "release response: released key type OKP is not supported"},
+	        /* A forged answer is refused as forged, never judged on what it claims. */
+	        {"forged: bad signature, unsupported key type",
+	         {.kty = "OKP", .bad_signature = true},
+	         -EBADMSG,
+	         "release response: the JWS signature does not verify with its x5c[0] certificate"},
+	        {"forged: untrusted chain, unsupported key type",
+	         {.kty = "OKP", .signer = &W.rogue_leaf, .no_intermediate = true},
+	         -EPERM,
+	         "release response: the JWS certificate chain is not trusted: "},
 	        {"KEK kid mismatch", {.kek_kid = "some-other-key"}, -EPROTO, "unwrap: "},
 	        {"material is not the announced type", {.kty = "RSA-HSM"}, -EPROTO, "unwrap: "},
 	};
@@ -827,15 +853,21 @@ static void test_bad_answers(void **state)
 		struct skr_error err = {0};
 		int r;
 
+		struct skr_release_info info;
+
 		test_http_server_reset(W.srv);
 		vault_start(&cases[i].v);
-		r = skr_release_key(W.attester, &req, &k, &err);
+		r = skr_release_key_ex(W.attester, &req, &k, &info, &err);
 		vault_join(&cases[i].v);
 		vault_clear(&cases[i].v);
 		if (r != cases[i].expect || !strstr(err.msg, cases[i].msg))
 			fail_msg("%s: got %d '%s', expected %d '%s'", cases[i].name, r, err.msg,
 			         cases[i].expect, cases[i].msg);
 		assert_null(k);
+		/* Known on failure too: the attestation happened; no key was released. */
+		assert_string_equal(info.jti, "maa-jti-5");
+		assert_int_equal(strlen(info.report_sha256), 64);
+		assert_string_equal(info.key_fingerprint, "");
 		/* Never any key byte in a message. */
 		{
 			char hex[65];
@@ -858,6 +890,72 @@ static void test_bad_answers(void **state)
 		test_http_server_reply(W.srv, RELEASE_PATH, 200, "application/json", bodies[i]);
 		assert_int_equal(skr_release_key(W.attester, &req, &k, &err), -EPROTO);
 		assert_true(strncmp(err.msg, "release response: ", 18) == 0);
+	}
+}
+
+/* {"value": JWS} whose header's x5c is [@der]; payload minimal, signature not checked here. */
+static char *answer_with_x5c(const uint8_t *der, size_t len)
+{
+	static const char payload[] =
+	        "{\"response\":{\"key\":{\"key\":{\"kty\":\"oct-HSM\",\"key_hsm\":\"AA\"}}}}";
+	_cleanup_free_ char *x5c = NULL, *header = NULL, *h64 = NULL, *p64 = NULL;
+	char *body;
+
+	assert_int_equal(b64_encode(der, len, B64_STD, &x5c), 0);
+	assert_true(asprintf(&header, "{\"alg\":\"RS256\",\"x5c\":[\"%s\"]}", x5c) > 0);
+	h64 = test_b64url(header, strlen(header));
+	p64 = test_b64url(payload, strlen(payload));
+	assert_true(asprintf(&body, "{\"value\":\"%s.%s.c2ln\"}", h64, p64) > 0);
+	return body;
+}
+
+/* x5c[0] of the parsed answer is exactly the certificate @der encodes. */
+static void assert_parsed_x5c(const uint8_t *der, size_t len)
+{
+	_cleanup_free_ char *body = answer_with_x5c(der, len);
+	_cleanup_free_ uint8_t *got = NULL;
+	struct release_answer ans;
+	struct skr_error err = {0};
+	int got_len;
+
+	if (release_answer_parse(body, strlen(body), &ans, &err) < 0)
+		fail_msg("release_answer_parse: %s", err.msg);
+	assert_int_equal(sk_X509_num(ans.x5c), 1);
+	got_len = i2d_X509(sk_X509_value(ans.x5c, 0), &got);
+	assert_int_equal(got_len, (int)len);
+	assert_memory_equal(got, der, len);
+	release_answer_clear(&ans);
+}
+
+/*
+ * Parsed x5c certificates are reused by their exact DER bytes: the same bytes give the same
+ * certificate, and bytes differing in one place (here the signature's last byte, which still
+ * parses) are never answered with the certificate parsed before. That the signature and chain
+ * of a reused certificate are still checked is test_bad_answers (its leaf is parsed before).
+ */
+static void test_x5c_reuse_by_der(void **state)
+{
+	_cleanup_free_ uint8_t *leaf = NULL, *other = NULL, *tampered = NULL;
+	int leaf_len, other_len;
+
+	leaf_len = i2d_X509(W.leaf.cert, &leaf);
+	other_len = i2d_X509(W.other_host.cert, &other);
+	assert_true(leaf_len > 0 && other_len > 0);
+	tampered = malloc((size_t)leaf_len);
+	assert_non_null(tampered);
+	memcpy(tampered, leaf, (size_t)leaf_len);
+	tampered[leaf_len - 1] ^= 0x01;
+
+	for (int round = 0; round < 2; round++) {
+		assert_parsed_x5c(leaf, (size_t)leaf_len);
+		assert_parsed_x5c(tampered, (size_t)leaf_len);
+		assert_parsed_x5c(other, (size_t)other_len);
+	}
+	/* More distinct certificates than the cache holds: each still parsed as itself. */
+	for (int i = 0; i < 20; i++) {
+		tampered[leaf_len - 1] = (uint8_t)i;
+		assert_parsed_x5c(tampered, (size_t)leaf_len);
+		assert_parsed_x5c(leaf, (size_t)leaf_len);
 	}
 }
 
@@ -915,6 +1013,7 @@ int main(void)
 	        cmocka_unit_test_setup(test_429_then_success, reset),
 	        cmocka_unit_test_setup(test_timeout, reset),
 	        cmocka_unit_test_setup(test_bad_answers, reset),
+	        cmocka_unit_test_setup(test_x5c_reuse_by_der, reset),
 	        cmocka_unit_test_setup(test_bad_requests, reset),
 	};
 

@@ -26,9 +26,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
 #include <curl/curl.h>
 #include <json-c/json.h>
 #include <openssl/evp.h>
+#include <openssl/sha.h>
 
 #include "api.h"
 #include "audit.h"
@@ -611,8 +613,18 @@ static void test_upstream_failures(void **state)
 	size_t before = test_http_server_request_count(maa_srv);
 
 	(void)state;
+	/* runtime data that is not JSON ("ABC") is the caller's error: 400, MAA never asked */
 	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"QUJD\"}",
 	         maa_ok);
+	call("POST", "/attest/maa", body, &resp);
+	if (resp.status != 400 || !strstr(resp.body, "runtime_data is not valid JSON") ||
+	    !strstr(resp.body, "dataType JSON"))
+		fail_msg("not JSON: got %u %s", resp.status, resp.body);
+	assert_int_equal(test_http_server_request_count(maa_srv), before);
+	sidecar_api_response_clear(&resp);
+
+	snprintf(body, sizeof(body),
+	         "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"eyJhIjoxfQ==\"}", maa_ok);
 
 	/* MAA 500 → 502; allowed, so it was contacted */
 	test_http_server_reply(maa_srv, NULL, 500, "application/json",
@@ -652,6 +664,16 @@ static void test_upstream_failures(void **state)
 	assert_int_equal(resp.status, 502);
 	assert_true(strncmp(resp.body, "{\"error\":\"secure key release failed: ", 37) == 0);
 	sidecar_api_response_clear(&resp);
+	/* audited as far as it got: a report was taken (its hash), no token, no key */
+	{
+		_cleanup_json_ json_object *rec = last_record(
+		        audit_path, "\"endpoint\":\"/key/release\",\"outcome\":\"error\"");
+		json_object *v;
+
+		assert_int_equal(strlen(str_field(rec, "report_sha256")), 64);
+		assert_false(json_object_object_get_ex(rec, "token_jti", &v));
+		assert_false(json_object_object_get_ex(rec, "key_fingerprint", &v));
+	}
 }
 
 static void test_attest_maa_token(void **state)
@@ -692,6 +714,21 @@ static void test_attest_maa_token(void **state)
 	skr_report_data_for((const uint8_t *)"{\"a\":1}", 7, rd);
 	hex_encode(rd, sizeof(rd), rd_hex);
 	assert_string_equal(str_field(rec, "report_data"), rd_hex);
+	/* and the hash of the report MAA received */
+	{
+		size_t n = test_http_server_request_count(maa_srv);
+		const struct test_http_request *req = test_http_server_request(maa_srv, n - 1);
+		struct skr_error err = {0};
+		struct maa_request m;
+		uint8_t md[32];
+		char hex[65];
+
+		assert_int_equal(maa_request_parse(req->body, req->body_len, &m, &err), 0);
+		SHA256(m.report, m.report_len, md);
+		hex_encode(md, sizeof(md), hex);
+		assert_string_equal(str_field(rec, "report_sha256"), hex);
+		maa_request_clear(&m);
+	}
 	{
 		_cleanup_free_ char *text = read_text(audit_path);
 		_cleanup_free_ char *log = read_text(log_path);
@@ -1098,7 +1135,7 @@ static void test_server(void **state)
 		snprintf(slow[i].url, sizeof(slow[i].url), "http://127.0.0.1:%u/attest/maa",
 		         sidecar_api_server_port(srv));
 		snprintf(slow[i].body, sizeof(slow[i].body),
-		         "{\"maa_endpoint\":\"%s\",\"runtime_data\":\"QUJD\"}", maa_ok);
+		         "{\"maa_endpoint\":\"%s\",\"runtime_data\":\"eyJhIjoxfQ==\"}", maa_ok);
 		memset(&slow[i].res, 0, sizeof(slow[i].res));
 		assert_int_equal(pthread_create(&slow[i].thread, NULL, slow_main, &slow[i]), 0);
 	}

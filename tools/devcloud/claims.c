@@ -16,33 +16,22 @@
 #include "devcloud.h"
 #include "ossl.h"
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static int add_hex(json_object *obj, const char *key, const uint8_t *data, size_t len)
 {
 	char hex[2 * 64 + 1];
 
 	hex_encode(data, len, hex);
-	return add(obj, key, json_object_new_string(hex));
+	return devcloud_json_add(obj, key, json_object_new_string(hex));
 }
 
 static int add_int(json_object *obj, const char *key, int64_t v)
 {
-	return add(obj, key, json_object_new_int64(v));
+	return devcloud_json_add(obj, key, json_object_new_int64(v));
 }
 
 static int add_bool(json_object *obj, const char *key, bool v)
 {
-	return add(obj, key, json_object_new_boolean(v));
+	return devcloud_json_add(obj, key, json_object_new_boolean(v));
 }
 
 int devcloud_claims_add_report(json_object *c, const struct snp_report *r, enum snp_product product)
@@ -82,18 +71,19 @@ int devcloud_claims_build(const struct devcloud_evidence *ev, const char *compli
 
 	if (!c)
 		return -ENOMEM;
-	if (add(c, "x-ms-ver", json_object_new_string("1.0")) < 0 ||
-	    add(c, "x-ms-attestation-type", json_object_new_string("sevsnpvm")) < 0 ||
-	    add(c, "x-ms-compliance-status", json_object_new_string(compliance_status)) < 0 ||
-	    add(c, "x-ms-policy-hash", json_object_new_string(policy_hash)) < 0)
+	if (devcloud_json_add(c, "x-ms-ver", json_object_new_string("1.0")) < 0 ||
+	    devcloud_json_add(c, "x-ms-attestation-type", json_object_new_string("sevsnpvm")) < 0 ||
+	    devcloud_json_add(c, "x-ms-compliance-status",
+	                      json_object_new_string(compliance_status)) < 0 ||
+	    devcloud_json_add(c, "x-ms-policy-hash", json_object_new_string(policy_hash)) < 0)
 		return -ENOMEM;
 	if (devcloud_claims_add_report(c, &ev->report, ev->product) < 0)
 		return -ENOMEM;
 	/* The token owns its own reference: the evidence keeps its copy. */
-	if (ev->runtime && add(c, "x-ms-runtime", json_object_get(ev->runtime)) < 0)
+	if (ev->runtime && devcloud_json_add(c, "x-ms-runtime", json_object_get(ev->runtime)) < 0)
 		return -ENOMEM;
 	/* MAA echoes the request nonce; devcloud names the claim `nonce` (§9.3: unconfirmed). */
-	if (nonce && add(c, "nonce", json_object_new_string(nonce)) < 0)
+	if (nonce && devcloud_json_add(c, "nonce", json_object_new_string(nonce)) < 0)
 		return -ENOMEM;
 	*out = TAKE_PTR(c);
 	return 0;

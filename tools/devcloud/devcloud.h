@@ -41,6 +41,12 @@
 #include "skr_error.h"
 
 #define DEVCLOUD_DEFAULT_MAX_BODY (1024u * 1024u)
+/*
+ * The largest --max-body: the MAA request parser's own cap (maa_request.c MAA_REQUEST_MAX_BODY,
+ * kept equal by test_devcloud_attest). Above it an attest body under --max-body would be
+ * refused by the parser with a 400 instead of the 413 a body over the limit gets.
+ */
+#define DEVCLOUD_MAX_BODY_LIMIT (2u * 1024u * 1024u)
 #define DEVCLOUD_DEFAULT_TOKEN_LIFETIME 28800L /* 8 h, as MAA's sample tokens */
 #define DEVCLOUD_DEFAULT_COMPLIANCE "azure-compliant-uvm"
 #define DEVCLOUD_HOSTNAMES_MAX 32
@@ -364,6 +370,13 @@ int devcloud_response_error(struct devcloud_response *resp, unsigned status, con
                             const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 void devcloud_response_clear(struct devcloud_response *resp);
 
+/*
+ * obj[@key] = @v, taking @v's reference: -ENOMEM (and @v put) when @v is NULL (a failed
+ * json_object_new_*) or the add fails, so a chain of adds needs one check. The one helper for
+ * every JSON document devcloud builds.
+ */
+int devcloud_json_add(json_object *obj, const char *key, json_object *v);
+
 typedef int (*devcloud_handler_fn)(struct devcloud *dc, const struct devcloud_request *req,
                                    struct devcloud_response *resp);
 
@@ -450,7 +463,9 @@ int devcloud_policy_hash(const char *text, char **out);
 
 /*
  * The MAA attest operation without HTTP: body + Host header → status and JSON body
- * (200 {"token"}, 400/413 {"error"}). Returns 0 or -ENOMEM.
+ * (200 {"token"}, 400/413 {"error"}). Returns 0 or -ENOMEM. As MAA does, a report that fails
+ * verification (chain, signature, REPORT_DATA) is a 400 InvalidParameter, not a 403. Unlike
+ * MAA, any api-version value is accepted (only its absence is refused).
  */
 int devcloud_attest(struct devcloud *dc, const char *body, size_t len, size_t content_length,
                     const char *host, struct devcloud_response *resp);
@@ -517,6 +532,16 @@ struct devcloud_server;
  * else is refused with -EPERM (not loopback) or -EINVAL (not an address).
  */
 int devcloud_listen_parse(const char *s, int *family, uint8_t addr[16], struct skr_error *err);
+
+/*
+ * @in (a request path or method, client-controlled) as one printable log/message token: bytes
+ * outside '!'..'~' and '%' itself become %XX, so a decoded "%0A" can never start a forged log
+ * line and an escaped byte is never mistaken for a literal one. Cut with "..." to fit @size.
+ */
+void devcloud_log_escape(const char *in, char *out, size_t size);
+
+/* Requests with more headers (or query parameters) than this are refused (431 / 414). */
+#define DEVCLOUD_MAX_HEADERS 64
 
 int devcloud_server_start(struct devcloud *dc, const char *listen, uint16_t port,
                           struct devcloud_server **out, struct skr_error *err);

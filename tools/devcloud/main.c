@@ -76,7 +76,8 @@ static void usage(FILE *f)
 	        "        --imds-port N             IMDS port (plain HTTP), 0 = ephemeral (default "
 	        "0)\n"
 	        "        --trust-root PEM          also trust these AMD roots (repeatable)\n"
-	        "        --max-body BYTES          request body limit (default 1048576)\n"
+	        "        --max-body BYTES          request body limit (default 1048576, at most\n"
+	        "                                  2097152)\n"
 	        "        --token-lifetime SECONDS  token lifetime (default 28800)\n"
 	        "        --log-level LEVEL         error, warn, info (default), debug, trace\n"
 	        "\n"
@@ -110,6 +111,57 @@ static int parse_ulong(const char *opt, const char *s, unsigned long max, unsign
 	return 0;
 }
 
+/* A count or duration that must not be 0: 1..@max, @why explaining the bound (or ""). */
+static int parse_positive(const char *opt, const char *s, unsigned long max, const char *why,
+                          unsigned long *out)
+{
+	if (parse_ulong(opt, s, max, out) < 0 || *out == 0) {
+		fprintf(stderr, "devcloud: %s must be 1..%lu%s\n", opt, max, why);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* A repeatable option (--hostname, --trust-root) into @list of at most @max entries. */
+static int append_arg(const char *opt, const char *arg, const char **list, size_t *n, size_t max)
+{
+	if (*n == max) {
+		fprintf(stderr, "devcloud: too many %s\n", opt);
+		return -E2BIG;
+	}
+	list[(*n)++] = arg;
+	return 0;
+}
+
+/* Applies one option (a getopt_long value) of a subcommand to @ctx; negative on bad input. */
+typedef int (*option_fn)(void *ctx, int opt, const char *arg);
+
+/*
+ * The option loop every subcommand shares: long options only (plus -h/--help, which print the
+ * usage), each handed to @apply, and no positional arguments. Returns -1 when the command
+ * should run, else its exit code: EXIT_SUCCESS after --help, EXIT_USAGE for an unknown or
+ * invalid option or a stray argument (getopt_long or @apply have said which).
+ */
+static int parse_options(const char *cmd, int argc, char **argv, const struct option *options,
+                         option_fn apply, void *ctx)
+{
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
+		if (c == 'h') {
+			usage(stdout);
+			return EXIT_SUCCESS;
+		}
+		if (c == '?' || apply(ctx, c, optarg) < 0)
+			return EXIT_USAGE;
+	}
+	if (optind < argc) {
+		fprintf(stderr, "devcloud %s: unexpected argument '%s'\n", cmd, argv[optind]);
+		return EXIT_USAGE;
+	}
+	return -1;
+}
+
 static void print_json(json_object *obj)
 {
 	printf("%s\n", json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY |
@@ -137,106 +189,107 @@ static int host_data_from_policy(const char *path, uint8_t out[32])
 	return 0;
 }
 
+struct init_args {
+	struct devcloud_init_options o;
+	const char *host_data, *policy;
+};
+
+enum {
+	INIT_STATE = 0x100,
+	INIT_HOST,
+	INIT_PRODUCT,
+	INIT_VERSION,
+	INIT_HOST_DATA,
+	INIT_POLICY,
+	INIT_COMPLIANCE,
+	INIT_DEBUG,
+	INIT_FORCE
+};
+
+static const struct option init_options[] = {
+        {"state", required_argument, NULL, INIT_STATE},
+        {"hostname", required_argument, NULL, INIT_HOST},
+        {"product", required_argument, NULL, INIT_PRODUCT},
+        {"report-version", required_argument, NULL, INIT_VERSION},
+        {"host-data", required_argument, NULL, INIT_HOST_DATA},
+        {"security-policy", required_argument, NULL, INIT_POLICY},
+        {"compliance-status", required_argument, NULL, INIT_COMPLIANCE},
+        {"debuggable", no_argument, NULL, INIT_DEBUG},
+        {"force", no_argument, NULL, INIT_FORCE},
+        {"help", no_argument, NULL, 'h'},
+        {},
+};
+
+static int init_option(void *ctx, int opt, const char *arg)
+{
+	struct init_args *a = ctx;
+	unsigned long v;
+
+	switch (opt) {
+	case INIT_STATE:
+		a->o.state_dir = arg;
+		return 0;
+	case INIT_HOST:
+		return append_arg("--hostname", arg, a->o.hostnames, &a->o.n_hostnames,
+		                  DEVCLOUD_HOSTNAMES_MAX);
+	case INIT_PRODUCT:
+		if (snp_product_from_string(arg, &a->o.product) < 0 ||
+		    a->o.product == SNP_PRODUCT_UNKNOWN) {
+			fprintf(stderr,
+			        "devcloud: --product must be Milan, Genoa or Turin, not '%s'\n",
+			        arg);
+			return -EINVAL;
+		}
+		return 0;
+	case INIT_VERSION:
+		if (parse_ulong("--report-version", arg, SNP_REPORT_VERSION_MAX, &v) < 0)
+			return -EINVAL;
+		a->o.report_version = (uint32_t)v;
+		return 0;
+	case INIT_HOST_DATA:
+		a->host_data = arg;
+		return 0;
+	case INIT_POLICY:
+		a->policy = arg;
+		return 0;
+	case INIT_COMPLIANCE:
+		a->o.compliance_status = arg;
+		return 0;
+	case INIT_DEBUG:
+		a->o.debuggable = true;
+		return 0;
+	case INIT_FORCE:
+		a->o.force = true;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 static int cmd_init(int argc, char **argv)
 {
-	enum {
-		OPT_STATE = 0x100,
-		OPT_HOST,
-		OPT_PRODUCT,
-		OPT_VERSION,
-		OPT_HOST_DATA,
-		OPT_POLICY,
-		OPT_COMPLIANCE,
-		OPT_DEBUG,
-		OPT_FORCE
-	};
-	static const struct option options[] = {
-	        {"state", required_argument, NULL, OPT_STATE},
-	        {"hostname", required_argument, NULL, OPT_HOST},
-	        {"product", required_argument, NULL, OPT_PRODUCT},
-	        {"report-version", required_argument, NULL, OPT_VERSION},
-	        {"host-data", required_argument, NULL, OPT_HOST_DATA},
-	        {"security-policy", required_argument, NULL, OPT_POLICY},
-	        {"compliance-status", required_argument, NULL, OPT_COMPLIANCE},
-	        {"debuggable", no_argument, NULL, OPT_DEBUG},
-	        {"force", no_argument, NULL, OPT_FORCE},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	struct devcloud_init_options o;
+	struct init_args a = {0};
 	_cleanup_json_ json_object *summary = NULL;
 	struct skr_error err = {0};
-	const char *host_data = NULL, *policy = NULL;
-	unsigned long v;
-	int c, r;
+	int r;
 
-	devcloud_init_options_default(&o);
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_STATE:
-			o.state_dir = optarg;
-			break;
-		case OPT_HOST:
-			if (o.n_hostnames == DEVCLOUD_HOSTNAMES_MAX) {
-				fprintf(stderr, "devcloud: too many --hostname\n");
-				return EXIT_USAGE;
-			}
-			o.hostnames[o.n_hostnames++] = optarg;
-			break;
-		case OPT_PRODUCT:
-			if (snp_product_from_string(optarg, &o.product) < 0 ||
-			    o.product == SNP_PRODUCT_UNKNOWN) {
-				fprintf(stderr,
-				        "devcloud: --product must be Milan, Genoa or Turin, not "
-				        "'%s'\n",
-				        optarg);
-				return EXIT_USAGE;
-			}
-			break;
-		case OPT_VERSION:
-			if (parse_ulong("--report-version", optarg, SNP_REPORT_VERSION_MAX, &v) < 0)
-				return EXIT_USAGE;
-			o.report_version = (uint32_t)v;
-			break;
-		case OPT_HOST_DATA:
-			host_data = optarg;
-			break;
-		case OPT_POLICY:
-			policy = optarg;
-			break;
-		case OPT_COMPLIANCE:
-			o.compliance_status = optarg;
-			break;
-		case OPT_DEBUG:
-			o.debuggable = true;
-			break;
-		case OPT_FORCE:
-			o.force = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "devcloud init: unexpected argument '%s'\n", argv[optind]);
-		return EXIT_USAGE;
-	}
-	if (host_data && policy) {
+	devcloud_init_options_default(&a.o);
+	r = parse_options("init", argc, argv, init_options, init_option, &a);
+	if (r >= 0)
+		return r;
+	if (a.host_data && a.policy) {
 		fprintf(stderr, "devcloud init: --host-data and --security-policy are exclusive "
 		                "(the policy's SHA-256 is the host data)\n");
 		return EXIT_USAGE;
 	}
-	if (host_data && hex_decode(host_data, strlen(host_data), o.host_data, 32) < 0) {
+	if (a.host_data && hex_decode(a.host_data, strlen(a.host_data), a.o.host_data, 32) < 0) {
 		fprintf(stderr, "devcloud init: --host-data must be 64 hex digits\n");
 		return EXIT_USAGE;
 	}
-	if (policy && host_data_from_policy(policy, o.host_data) < 0)
+	if (a.policy && host_data_from_policy(a.policy, a.o.host_data) < 0)
 		return EXIT_USAGE;
 
-	r = devcloud_state_init(&o, &summary, &err);
+	r = devcloud_state_init(&a.o, &summary, &err);
 	if (r < 0) {
 		fprintf(stderr, "devcloud init: %s\n", skr_error_message(&err));
 		return r == -EINVAL || r == -EEXIST || r == -ENOTDIR ? EXIT_USAGE : EXIT_FAILURE;
@@ -301,118 +354,123 @@ static int write_endpoints(const struct devcloud *dc, const struct listeners *l,
 	return 0;
 }
 
+/* The three listeners by service, in start order (stopped in reverse), with their port option. */
+static const char *const port_options[] = {
+        [DEVCLOUD_SERVICE_ATTEST] = "--attest-port",
+        [DEVCLOUD_SERVICE_KV] = "--kv-port",
+        [DEVCLOUD_SERVICE_IMDS] = "--imds-port",
+};
+
+#define N_SERVICES ELEMENTSOF(port_options)
+
+struct serve_args {
+	struct devcloud_serve_options o;
+	const char *listen;
+	unsigned long ports[N_SERVICES]; /* by enum devcloud_service */
+};
+
+enum {
+	SERVE_STATE = 0x100,
+	SERVE_LISTEN,
+	SERVE_PORT, /* SERVE_PORT + service: its port */
+	SERVE_TRUST = SERVE_PORT + N_SERVICES,
+	SERVE_MAX_BODY,
+	SERVE_LIFETIME,
+	SERVE_LOG_LEVEL
+};
+
+static const struct option serve_options[] = {
+        {"state", required_argument, NULL, SERVE_STATE},
+        {"listen", required_argument, NULL, SERVE_LISTEN},
+        {"attest-port", required_argument, NULL, SERVE_PORT + DEVCLOUD_SERVICE_ATTEST},
+        {"kv-port", required_argument, NULL, SERVE_PORT + DEVCLOUD_SERVICE_KV},
+        {"imds-port", required_argument, NULL, SERVE_PORT + DEVCLOUD_SERVICE_IMDS},
+        {"trust-root", required_argument, NULL, SERVE_TRUST},
+        {"max-body", required_argument, NULL, SERVE_MAX_BODY},
+        {"token-lifetime", required_argument, NULL, SERVE_LIFETIME},
+        {"log-level", required_argument, NULL, SERVE_LOG_LEVEL},
+        {"help", no_argument, NULL, 'h'},
+        {},
+};
+
+static int serve_option(void *ctx, int opt, const char *arg)
+{
+	struct serve_args *a = ctx;
+	enum log_level level;
+	unsigned long v;
+
+	switch (opt) {
+	case SERVE_STATE:
+		a->o.state_dir = arg;
+		return 0;
+	case SERVE_LISTEN:
+		a->listen = arg;
+		return 0;
+	case SERVE_PORT + DEVCLOUD_SERVICE_ATTEST:
+	case SERVE_PORT + DEVCLOUD_SERVICE_KV:
+	case SERVE_PORT + DEVCLOUD_SERVICE_IMDS:
+		return parse_ulong(port_options[opt - SERVE_PORT], arg, 65535,
+		                   &a->ports[opt - SERVE_PORT]);
+	case SERVE_TRUST:
+		return append_arg("--trust-root", arg, a->o.trust_roots, &a->o.n_trust_roots,
+		                  DEVCLOUD_TRUST_ROOTS_MAX);
+	case SERVE_MAX_BODY:
+		if (parse_positive("--max-body", arg, DEVCLOUD_MAX_BODY_LIMIT,
+		                   " (the largest attest request the MAA request parser accepts)",
+		                   &v) < 0)
+			return -EINVAL;
+		a->o.max_body = v;
+		return 0;
+	case SERVE_LIFETIME:
+		if (parse_positive("--token-lifetime", arg, 30ul * 24 * 3600, "", &v) < 0)
+			return -EINVAL;
+		a->o.token_lifetime = (long)v;
+		return 0;
+	case SERVE_LOG_LEVEL:
+		if (log_level_from_string(arg, &level) < 0) {
+			fprintf(stderr, "devcloud: unknown --log-level '%s'\n", arg);
+			return -EINVAL;
+		}
+		log_set_level(level);
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
+static void stop_servers(struct devcloud_server *srv[N_SERVICES])
+{
+	for (size_t i = N_SERVICES; i-- > 0;)
+		devcloud_server_stop(srv[i]);
+}
+
 static int cmd_serve(int argc, char **argv)
 {
-	enum {
-		OPT_STATE = 0x100,
-		OPT_LISTEN,
-		OPT_PORT,
-		OPT_KV_PORT,
-		OPT_IMDS_PORT,
-		OPT_TRUST,
-		OPT_MAX_BODY,
-		OPT_LIFETIME,
-		OPT_LOG_LEVEL
-	};
-	static const struct option options[] = {
-	        {"state", required_argument, NULL, OPT_STATE},
-	        {"listen", required_argument, NULL, OPT_LISTEN},
-	        {"attest-port", required_argument, NULL, OPT_PORT},
-	        {"kv-port", required_argument, NULL, OPT_KV_PORT},
-	        {"imds-port", required_argument, NULL, OPT_IMDS_PORT},
-	        {"trust-root", required_argument, NULL, OPT_TRUST},
-	        {"max-body", required_argument, NULL, OPT_MAX_BODY},
-	        {"token-lifetime", required_argument, NULL, OPT_LIFETIME},
-	        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	struct devcloud_serve_options o;
+	struct serve_args a = {.listen = "127.0.0.1"};
 	struct devcloud *dc = NULL;
-	struct devcloud_server *srv = NULL, *kv_srv = NULL, *imds_srv = NULL;
+	struct devcloud_server *srv[N_SERVICES] = {0};
 	struct skr_error err = {0};
 	_cleanup_free_ char *host = NULL, *endpoints = NULL;
 	struct listeners l = {0};
-	const char *listen = "127.0.0.1";
-	unsigned long port = 0, kv_port = 0, imds_port = 0, v;
-	enum log_level level;
 	uint8_t addr[16];
-	int family, c, r, sig = 0;
+	int family, r, sig = 0;
 	sigset_t set;
 
-	devcloud_serve_options_default(&o);
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_STATE:
-			o.state_dir = optarg;
-			break;
-		case OPT_LISTEN:
-			listen = optarg;
-			break;
-		case OPT_PORT:
-			if (parse_ulong("--attest-port", optarg, 65535, &port) < 0)
-				return EXIT_USAGE;
-			break;
-		case OPT_KV_PORT:
-			if (parse_ulong("--kv-port", optarg, 65535, &kv_port) < 0)
-				return EXIT_USAGE;
-			break;
-		case OPT_IMDS_PORT:
-			if (parse_ulong("--imds-port", optarg, 65535, &imds_port) < 0)
-				return EXIT_USAGE;
-			break;
-		case OPT_TRUST:
-			if (o.n_trust_roots == DEVCLOUD_TRUST_ROOTS_MAX) {
-				fprintf(stderr, "devcloud: too many --trust-root\n");
-				return EXIT_USAGE;
-			}
-			o.trust_roots[o.n_trust_roots++] = optarg;
-			break;
-		case OPT_MAX_BODY:
-			if (parse_ulong("--max-body", optarg, 64ul * 1024 * 1024, &v) < 0 ||
-			    v == 0) {
-				fprintf(stderr, "devcloud: --max-body must be 1..67108864\n");
-				return EXIT_USAGE;
-			}
-			o.max_body = v;
-			break;
-		case OPT_LIFETIME:
-			if (parse_ulong("--token-lifetime", optarg, 30ul * 24 * 3600, &v) < 0 ||
-			    v == 0) {
-				fprintf(stderr, "devcloud: --token-lifetime must be 1..2592000\n");
-				return EXIT_USAGE;
-			}
-			o.token_lifetime = (long)v;
-			break;
-		case OPT_LOG_LEVEL:
-			if (log_level_from_string(optarg, &level) < 0) {
-				fprintf(stderr, "devcloud: unknown --log-level '%s'\n", optarg);
-				return EXIT_USAGE;
-			}
-			log_set_level(level);
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "devcloud serve: unexpected argument '%s'\n", argv[optind]);
-		return EXIT_USAGE;
-	}
+	devcloud_serve_options_default(&a.o);
+	r = parse_options("serve", argc, argv, serve_options, serve_option, &a);
+	if (r >= 0)
+		return r;
 	/* Checked first: a non-loopback address is refused whatever else is wrong. */
-	if (devcloud_listen_parse(listen, &family, addr, &err) < 0) {
+	if (devcloud_listen_parse(a.listen, &family, addr, &err) < 0) {
 		fprintf(stderr, "devcloud serve: %s\n", skr_error_message(&err));
 		return EXIT_USAGE;
 	}
-	if (!o.state_dir) {
+	if (!a.o.state_dir) {
 		fprintf(stderr, "devcloud serve: --state DIR is required\n");
 		return EXIT_USAGE;
 	}
 
-	r = devcloud_open(&o, &dc, &err);
+	r = devcloud_open(&a.o, &dc, &err);
 	if (r < 0) {
 		fprintf(stderr, "devcloud serve: %s\n", skr_error_message(&err));
 		return EXIT_USAGE;
@@ -430,44 +488,31 @@ static int cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	signal(SIGPIPE, SIG_IGN);
 
-	r = devcloud_server_start_service(dc, DEVCLOUD_SERVICE_ATTEST, listen, (uint16_t)port, &srv,
-	                                  &err);
-	if (r == 0)
-		r = devcloud_server_start_service(dc, DEVCLOUD_SERVICE_KV, listen,
-		                                  (uint16_t)kv_port, &kv_srv, &err);
-	if (r == 0)
-		r = devcloud_server_start_service(dc, DEVCLOUD_SERVICE_IMDS, listen,
-		                                  (uint16_t)imds_port, &imds_srv, &err);
-	if (r < 0) {
-		fprintf(stderr, "devcloud serve: %s\n", skr_error_message(&err));
-		devcloud_server_stop(imds_srv);
-		devcloud_server_stop(kv_srv);
-		devcloud_server_stop(srv);
-		devcloud_free(dc);
-		return EXIT_FAILURE;
-	}
-	if (family == AF_INET && strcmp(listen, "localhost") != 0 &&
-	    strcmp(listen, "127.0.0.1") != 0)
-		host = strdup(listen);
-	else if (family == AF_INET6)
-		r = asprintf(&host, "[%s]", listen);
-	else
-		host = strdup("localhost");
-	l.host = host;
-	l.attest = devcloud_server_port(srv);
-	l.kv = devcloud_server_port(kv_srv);
-	l.imds = devcloud_server_port(imds_srv);
-	if (r < 0 || !host) {
-		host = NULL;
-		r = skr_error_set(&err, -ENOMEM, "out of memory");
-	} else {
-		r = write_endpoints(dc, &l, &err);
+	for (size_t i = 0; i < N_SERVICES && r == 0; i++)
+		r = devcloud_server_start_service(dc, (enum devcloud_service)i, a.listen,
+		                                  (uint16_t)a.ports[i], &srv[i], &err);
+	if (r == 0) {
+		if (family == AF_INET && strcmp(a.listen, "localhost") != 0 &&
+		    strcmp(a.listen, "127.0.0.1") != 0)
+			host = strdup(a.listen);
+		else if (family == AF_INET6)
+			r = asprintf(&host, "[%s]", a.listen);
+		else
+			host = strdup("localhost");
+		l.host = host;
+		l.attest = devcloud_server_port(srv[DEVCLOUD_SERVICE_ATTEST]);
+		l.kv = devcloud_server_port(srv[DEVCLOUD_SERVICE_KV]);
+		l.imds = devcloud_server_port(srv[DEVCLOUD_SERVICE_IMDS]);
+		if (r < 0 || !host) {
+			host = NULL;
+			r = skr_error_set(&err, -ENOMEM, "out of memory");
+		} else {
+			r = write_endpoints(dc, &l, &err);
+		}
 	}
 	if (r < 0) {
 		fprintf(stderr, "devcloud serve: %s\n", skr_error_message(&err));
-		devcloud_server_stop(imds_srv);
-		devcloud_server_stop(kv_srv);
-		devcloud_server_stop(srv);
+		stop_servers(srv);
 		devcloud_free(dc);
 		return EXIT_FAILURE;
 	}
@@ -482,9 +527,7 @@ static int cmd_serve(int argc, char **argv)
 			break;
 	}
 	log_info("devcloud: %s, stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
-	devcloud_server_stop(imds_srv);
-	devcloud_server_stop(kv_srv);
-	devcloud_server_stop(srv);
+	stop_servers(srv);
 	if (endpoints)
 		(void)unlink(endpoints);
 	devcloud_free(dc);
@@ -495,58 +538,60 @@ static int cmd_serve(int argc, char **argv)
  * federated-token
  * ------------------------------------------------------------------------------------------- */
 
+struct federated_token_args {
+	const char *state, *subject, *audience;
+	unsigned long lifetime;
+};
+
+enum { FED_STATE = 0x100, FED_SUBJECT, FED_AUDIENCE, FED_LIFETIME };
+
+static const struct option federated_token_options[] = {
+        {"state", required_argument, NULL, FED_STATE},
+        {"subject", required_argument, NULL, FED_SUBJECT},
+        {"audience", required_argument, NULL, FED_AUDIENCE},
+        {"lifetime", required_argument, NULL, FED_LIFETIME},
+        {"help", no_argument, NULL, 'h'},
+        {},
+};
+
+static int federated_token_option(void *ctx, int opt, const char *arg)
+{
+	struct federated_token_args *a = ctx;
+
+	switch (opt) {
+	case FED_STATE:
+		a->state = arg;
+		return 0;
+	case FED_SUBJECT:
+		a->subject = arg;
+		return 0;
+	case FED_AUDIENCE:
+		a->audience = arg;
+		return 0;
+	case FED_LIFETIME:
+		return parse_positive("--lifetime", arg, 30ul * 24 * 3600, "", &a->lifetime);
+	default:
+		return -EINVAL;
+	}
+}
+
 static int cmd_federated_token(int argc, char **argv)
 {
-	enum { OPT_STATE = 0x100, OPT_SUBJECT, OPT_AUDIENCE, OPT_LIFETIME };
-	static const struct option options[] = {
-	        {"state", required_argument, NULL, OPT_STATE},
-	        {"subject", required_argument, NULL, OPT_SUBJECT},
-	        {"audience", required_argument, NULL, OPT_AUDIENCE},
-	        {"lifetime", required_argument, NULL, OPT_LIFETIME},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	const char *state = NULL, *subject = NULL, *audience = NULL;
-	unsigned long lifetime = 3600;
+	struct federated_token_args a = {.lifetime = 3600};
 	struct skr_error err = {0};
 	char *jwt = NULL;
-	int c;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_STATE:
-			state = optarg;
-			break;
-		case OPT_SUBJECT:
-			subject = optarg;
-			break;
-		case OPT_AUDIENCE:
-			audience = optarg;
-			break;
-		case OPT_LIFETIME:
-			if (parse_ulong("--lifetime", optarg, 30ul * 24 * 3600, &lifetime) < 0 ||
-			    lifetime == 0) {
-				fprintf(stderr, "devcloud: --lifetime must be 1..2592000\n");
-				return EXIT_USAGE;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "devcloud federated-token: unexpected argument '%s'\n",
-		        argv[optind]);
-		return EXIT_USAGE;
-	}
-	if (!state) {
+	r = parse_options("federated-token", argc, argv, federated_token_options,
+	                  federated_token_option, &a);
+	if (r >= 0)
+		return r;
+	if (!a.state) {
 		fprintf(stderr, "devcloud federated-token: --state DIR is required\n");
 		return EXIT_USAGE;
 	}
-	if (devcloud_federated_token(state, subject, audience, (long)lifetime, &jwt, &err) < 0) {
+	if (devcloud_federated_token(a.state, a.subject, a.audience, (long)a.lifetime, &jwt, &err) <
+	    0) {
 		fprintf(stderr, "devcloud federated-token: %s\n", skr_error_message(&err));
 		return EXIT_USAGE;
 	}
@@ -560,51 +605,50 @@ static int cmd_federated_token(int argc, char **argv)
  * verify-report
  * ------------------------------------------------------------------------------------------- */
 
+enum { VERIFY_REPORT = 0x100, VERIFY_CHAIN, VERIFY_TRUST, VERIFY_RUNTIME };
+
+static const struct option verify_report_options[] = {
+        {"report", required_argument, NULL, VERIFY_REPORT},
+        {"chain", required_argument, NULL, VERIFY_CHAIN},
+        {"trust-root", required_argument, NULL, VERIFY_TRUST},
+        {"runtime-data", required_argument, NULL, VERIFY_RUNTIME},
+        {"help", no_argument, NULL, 'h'},
+        {},
+};
+
+static int verify_report_option(void *ctx, int opt, const char *arg)
+{
+	struct devcloud_verify_options *o = ctx;
+
+	switch (opt) {
+	case VERIFY_REPORT:
+		o->report_path = arg;
+		return 0;
+	case VERIFY_CHAIN:
+		o->chain_path = arg;
+		return 0;
+	case VERIFY_TRUST:
+		return append_arg("--trust-root", arg, o->trust_roots, &o->n_trust_roots,
+		                  DEVCLOUD_TRUST_ROOTS_MAX);
+	case VERIFY_RUNTIME:
+		o->runtime_path = arg;
+		return 0;
+	default:
+		return -EINVAL;
+	}
+}
+
 static int cmd_verify_report(int argc, char **argv)
 {
-	enum { OPT_REPORT = 0x100, OPT_CHAIN, OPT_TRUST, OPT_RUNTIME };
-	static const struct option options[] = {
-	        {"report", required_argument, NULL, OPT_REPORT},
-	        {"chain", required_argument, NULL, OPT_CHAIN},
-	        {"trust-root", required_argument, NULL, OPT_TRUST},
-	        {"runtime-data", required_argument, NULL, OPT_RUNTIME},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
 	struct devcloud_verify_options o = {0};
 	_cleanup_json_ json_object *claims = NULL;
 	struct skr_error err = {0};
-	int c;
+	int r;
 
-	while ((c = getopt_long(argc, argv, "h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_REPORT:
-			o.report_path = optarg;
-			break;
-		case OPT_CHAIN:
-			o.chain_path = optarg;
-			break;
-		case OPT_TRUST:
-			if (o.n_trust_roots == DEVCLOUD_TRUST_ROOTS_MAX) {
-				fprintf(stderr, "devcloud: too many --trust-root\n");
-				return EXIT_USAGE;
-			}
-			o.trust_roots[o.n_trust_roots++] = optarg;
-			break;
-		case OPT_RUNTIME:
-			o.runtime_path = optarg;
-			break;
-		case 'h':
-			usage(stdout);
-			return EXIT_SUCCESS;
-		default:
-			return EXIT_USAGE;
-		}
-	}
-	if (optind < argc) {
-		fprintf(stderr, "devcloud verify-report: unexpected argument '%s'\n", argv[optind]);
-		return EXIT_USAGE;
-	}
+	r = parse_options("verify-report", argc, argv, verify_report_options, verify_report_option,
+	                  &o);
+	if (r >= 0)
+		return r;
 	if (!o.report_path || !o.chain_path || o.n_trust_roots == 0) {
 		fprintf(stderr, "devcloud verify-report: --report, --chain and at least one "
 		                "--trust-root are required\n");
@@ -618,21 +662,30 @@ static int cmd_verify_report(int argc, char **argv)
 	return EXIT_SUCCESS;
 }
 
+static const struct {
+	const char *name;
+	int (*run)(int argc, char **argv);
+} commands[] = {
+        {"init", cmd_init},
+        {"serve", cmd_serve},
+        {"federated-token", cmd_federated_token},
+        {"verify-report", cmd_verify_report},
+};
+
 int main(int argc, char **argv)
 {
-	if (argc >= 2 && strcmp(argv[1], "init") == 0)
-		return cmd_init(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "serve") == 0)
-		return cmd_serve(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "federated-token") == 0)
-		return cmd_federated_token(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "verify-report") == 0)
-		return cmd_verify_report(argc - 1, argv + 1);
-	if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	if (strcmp(argv[1], "--version") == 0) {
 		printf("devcloud %s\n", PROJECT_VERSION);
 		return EXIT_SUCCESS;
 	}
-	if (argc >= 2 && (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0)) {
+	if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
 		usage(stdout);
 		return EXIT_SUCCESS;
 	}

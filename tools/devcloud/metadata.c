@@ -64,24 +64,13 @@ static json_object *string_array(const char *const *items, size_t n)
 	return a;
 }
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static int add_url(json_object *obj, const char *key, const char *issuer, const char *suffix)
 {
 	_cleanup_free_ char *url = NULL;
 
 	if (asprintf(&url, "%s%s", issuer, suffix) < 0)
 		return -ENOMEM;
-	return add(obj, key, json_object_new_string(url));
+	return devcloud_json_add(obj, key, json_object_new_string(url));
 }
 
 int devcloud_handle_openid_configuration(struct devcloud *dc, const struct devcloud_request *req,
@@ -100,13 +89,16 @@ int devcloud_handle_openid_configuration(struct devcloud *dc, const struct devcl
 		return devcloud_response_error(resp, 400, "InvalidParameter", "%s",
 		                               skr_error_message(&err));
 	/* revocation_endpoint is listed as MAA lists it; devcloud does not serve it (404). */
-	if (add(root, "issuer", json_object_new_string(issuer)) < 0 ||
+	if (devcloud_json_add(root, "issuer", json_object_new_string(issuer)) < 0 ||
 	    add_url(root, "jwks_uri", issuer, "/certs") < 0 ||
-	    add(root, "id_token_signing_alg_values_supported", string_array(algs, 1)) < 0 ||
-	    add(root, "response_types_supported", string_array(response_types, 2)) < 0 ||
-	    add(root, "claims_supported",
-	        string_array(claims_supported,
-	                     sizeof(claims_supported) / sizeof(claims_supported[0]))) < 0 ||
+	    devcloud_json_add(root, "id_token_signing_alg_values_supported",
+	                      string_array(algs, 1)) < 0 ||
+	    devcloud_json_add(root, "response_types_supported", string_array(response_types, 2)) <
+	            0 ||
+	    devcloud_json_add(root, "claims_supported",
+	                      string_array(claims_supported, sizeof(claims_supported) /
+	                                                             sizeof(claims_supported[0]))) <
+	            0 ||
 	    add_url(root, "revocation_endpoint", issuer, "/revoke") < 0)
 		return -ENOMEM;
 	return devcloud_response_json(resp, 200, root);
@@ -136,7 +128,12 @@ int devcloud_handle_jwks(struct devcloud *dc, const struct devcloud_request *req
 	json_object *keys = json_object_new_array(), *key = json_object_new_object();
 
 	(void)req;
-	if (!root || add(root, "keys", keys) < 0) {
+	if (!root) {
+		json_object_put(keys);
+		json_object_put(key);
+		return -ENOMEM;
+	}
+	if (devcloud_json_add(root, "keys", keys) < 0) {
 		json_object_put(key);
 		return -ENOMEM;
 	}
@@ -147,13 +144,13 @@ int devcloud_handle_jwks(struct devcloud *dc, const struct devcloud_request *req
 	if (bn_param_b64url(dc->signing_key, OSSL_PKEY_PARAM_RSA_N, &n) < 0 ||
 	    bn_param_b64url(dc->signing_key, OSSL_PKEY_PARAM_RSA_E, &e) < 0)
 		return -ENOMEM;
-	if (add(key, "kid", json_object_new_string(dc->kid)) < 0 ||
-	    add(key, "kty", json_object_new_string("RSA")) < 0 ||
-	    add(key, "alg", json_object_new_string("RS256")) < 0 ||
-	    add(key, "use", json_object_new_string("sig")) < 0 ||
-	    add(key, "n", json_object_new_string(n)) < 0 ||
-	    add(key, "e", json_object_new_string(e)) < 0 ||
-	    add(key, "x5c", string_array((const char *const *)dc->x5c, 2)) < 0)
+	if (devcloud_json_add(key, "kid", json_object_new_string(dc->kid)) < 0 ||
+	    devcloud_json_add(key, "kty", json_object_new_string("RSA")) < 0 ||
+	    devcloud_json_add(key, "alg", json_object_new_string("RS256")) < 0 ||
+	    devcloud_json_add(key, "use", json_object_new_string("sig")) < 0 ||
+	    devcloud_json_add(key, "n", json_object_new_string(n)) < 0 ||
+	    devcloud_json_add(key, "e", json_object_new_string(e)) < 0 ||
+	    devcloud_json_add(key, "x5c", string_array((const char *const *)dc->x5c, 2)) < 0)
 		return -ENOMEM;
 	return devcloud_response_json(resp, 200, root);
 }

@@ -98,3 +98,14 @@ int devcloud_response_error(struct devcloud_response *resp, unsigned status, con
 	json_object_object_add(error, "message", json_object_new_string(msg));
 	return devcloud_response_json(resp, status, root);
 }
+
+int devcloud_json_add(json_object *obj, const char *key, json_object *v)
+{
+	if (!v)
+		return -ENOMEM;
+	if (json_object_object_add(obj, key, v) < 0) {
+		json_object_put(v);
+		return -ENOMEM;
+	}
+	return 0;
+}

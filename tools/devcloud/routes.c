@@ -63,6 +63,7 @@ int devcloud_dispatch_service(struct devcloud *dc, enum devcloud_service service
                               const struct devcloud_request *req, struct devcloud_response *resp)
 {
 	const struct devcloud_route *wrong_method = NULL;
+	char path[256];
 
 	for (size_t i = 0; i < devcloud_routes_count; i++) {
 		const struct devcloud_route *r = &devcloud_routes[i];
@@ -76,13 +77,18 @@ int devcloud_dispatch_service(struct devcloud *dc, enum devcloud_service service
 			return r->handler(dc, req, resp);
 		wrong_method = r;
 	}
+	/* Client text in a message a client may log: escaped as the access log escapes it. */
+	devcloud_log_escape(req->path, path, sizeof(path));
 	if (wrong_method) {
-		int ret = devcloud_response_error(resp, 405, "MethodNotAllowed",
-		                                  "%s is not allowed on %s; use %s", req->method,
-		                                  req->path, wrong_method->method);
+		char method[64];
+		int ret;
 
+		devcloud_log_escape(req->method, method, sizeof(method));
+		ret = devcloud_response_error(resp, 405, "MethodNotAllowed",
+		                              "%s is not allowed on %s; use %s", method, path,
+		                              wrong_method->method);
 		resp->allow = wrong_method->method;
 		return ret;
 	}
-	return devcloud_response_error(resp, 404, "NotFound", "no such path: %s", req->path);
+	return devcloud_response_error(resp, 404, "NotFound", "no such path: %s", path);
 }

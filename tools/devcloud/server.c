@@ -24,8 +24,16 @@
 #include "secret.h"
 
 #define THREAD_POOL_SIZE 4
+/*
+ * Connections served at once. Each may buffer a body of up to --max-body (at most
+ * DEVCLOUD_MAX_BODY_LIMIT, 2 MiB; larger ones are drained, never stored), so the worst case is
+ * about 64 × 2 MiB = 128 MiB of request bodies per listener.
+ */
+#define CONNECTION_LIMIT 64
 #define CONNECTION_TIMEOUT_S 30
-#define MAX_KV 64
+#define MAX_KV DEVCLOUD_MAX_HEADERS
+/* A logged path is cut here (escaped, a byte may take three characters). */
+#define LOG_PATH_MAX 512
 /*
  * How much of a body over --max-body is drained (never stored) so that the client can read the
  * 413: libmicrohttpd cannot answer mid-upload, and an answer sent while the client still
@@ -78,6 +86,44 @@ int devcloud_listen_parse(const char *s, int *family, uint8_t addr[16], struct s
 	}
 	return skr_error_set(err, -EINVAL,
 	                     "--listen '%s' is not an IP address (use 127.0.0.1 or ::1)", s);
+}
+
+static size_t escaped_len(unsigned char c)
+{
+	return c > ' ' && c < 0x7f && c != '%' ? 1 : 3;
+}
+
+void devcloud_log_escape(const char *in, char *out, size_t size)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0, total = 0, limit;
+	bool cut;
+
+	if (size == 0)
+		return;
+	for (const char *p = in; p && *p; p++)
+		total += escaped_len((unsigned char)*p);
+	/* When it does not fit, room is kept for "..." (if there is room at all). */
+	cut = total + 1 > size;
+	limit = cut && size > 4 ? size - 4 : size - 1;
+	for (; in && *in; in++) {
+		unsigned char c = (unsigned char)*in;
+
+		if (o + escaped_len(c) > limit)
+			break;
+		if (escaped_len(c) == 1) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '%';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 0xf];
+		}
+	}
+	if (cut && size > 4) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
 }
 
 struct kv_list {
@@ -143,8 +189,17 @@ static enum MHD_Result send_response(struct MHD_Connection *conn, const char *me
 		                        resp->www_authenticate);
 	ret = MHD_queue_response(conn, resp->status, r);
 	MHD_destroy_response(r);
-	/* Method, path (no query) and status only: bodies may carry tokens. */
-	log_info("%s %s %u %.1f ms", method, url, resp->status, elapsed_ms(&st->start));
+	/*
+	 * Method, path (no query) and status only: bodies may carry tokens. The path is decoded
+	 * client text ("%0A" is a line break): escaped, or a client could forge log lines.
+	 */
+	{
+		char m[64], path[LOG_PATH_MAX];
+
+		devcloud_log_escape(method, m, sizeof(m));
+		devcloud_log_escape(url, path, sizeof(path));
+		log_info("%s %s %u %.1f ms", m, path, resp->status, elapsed_ms(&st->start));
+	}
 	return ret;
 }
 
@@ -164,6 +219,24 @@ static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection
 	};
 	int r;
 
+	/*
+	 * Refused rather than cut: a Host header past the 64th would otherwise be reported as
+	 * missing, a query parameter silently ignored.
+	 */
+	if (MHD_get_connection_values(conn, MHD_HEADER_KIND, NULL, NULL) > MAX_KV) {
+		if (devcloud_response_error(&resp, 431, "RequestHeaderFieldsTooLarge",
+		                            "the request has more than %d header fields",
+		                            MAX_KV) < 0)
+			return MHD_NO;
+		return send_response(conn, method, url, st, &resp);
+	}
+	if (MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > MAX_KV) {
+		if (devcloud_response_error(&resp, 414, "UriTooLong",
+		                            "the request has more than %d query parameters",
+		                            MAX_KV) < 0)
+			return MHD_NO;
+		return send_response(conn, method, url, st, &resp);
+	}
 	MHD_get_connection_values(conn, MHD_GET_ARGUMENT_KIND, collect_kv, &query);
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, collect_kv, &headers);
 	req.query = query.items;
@@ -174,8 +247,9 @@ static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection
 	r = devcloud_dispatch_service(srv->dc, srv->service, &req, &resp);
 	if (r < 0 || !resp.status) {
 		devcloud_response_clear(&resp);
+		/* skr_strerror(): strerror() is not thread-safe and this runs on MHD's workers. */
 		if (devcloud_response_error(&resp, 500, "InternalServerError", "internal error: %s",
-		                            strerror(r < 0 ? -r : EIO)) < 0)
+		                            skr_strerror(r < 0 ? r : -EIO)) < 0)
 			return MHD_NO;
 	}
 	return send_response(conn, method, url, st, &resp);
@@ -375,14 +449,16 @@ int devcloud_server_start_service(struct devcloud *dc, enum devcloud_service ser
 		        flags | MHD_USE_TLS, port, NULL, NULL, on_request, srv,
 		        MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_HTTPS_MEM_KEY,
 		        tls_key, MHD_OPTION_HTTPS_MEM_CERT, tls_cert, MHD_OPTION_THREAD_POOL_SIZE,
-		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_LIMIT,
+		        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
 		        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
 		        srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
 	else
 		srv->daemon = MHD_start_daemon(
 		        flags, port, NULL, NULL, on_request, srv, MHD_OPTION_SOCK_ADDR,
 		        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_TIMEOUT,
+		        (unsigned)THREAD_POOL_SIZE, MHD_OPTION_CONNECTION_LIMIT,
+		        (unsigned)CONNECTION_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
 		        (unsigned)CONNECTION_TIMEOUT_S, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
 		        srv, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, srv, MHD_OPTION_END);
 	if (!srv->daemon) {

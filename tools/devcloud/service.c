@@ -143,8 +143,11 @@ int devcloud_open(const struct devcloud_serve_options *o, struct devcloud **out,
 
 	if (!o->state_dir || !*o->state_dir)
 		return skr_error_set(err, -EINVAL, "--state DIR is required");
-	if (o->max_body == 0)
-		return skr_error_set(err, -EINVAL, "--max-body must be at least 1 byte");
+	if (o->max_body == 0 || o->max_body > DEVCLOUD_MAX_BODY_LIMIT)
+		return skr_error_set(err, -EINVAL,
+		                     "--max-body must be 1..%u bytes (the largest attest request "
+		                     "the MAA request parser accepts)",
+		                     DEVCLOUD_MAX_BODY_LIMIT);
 	if (o->token_lifetime <= 0)
 		return skr_error_set(err, -EINVAL, "--token-lifetime must be positive");
 	dc = calloc(1, sizeof(*dc));

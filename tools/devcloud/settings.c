@@ -27,26 +27,22 @@ void devcloud_settings_clear(struct devcloud_settings *s)
 	memset(s, 0, sizeof(*s));
 }
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 json_object *devcloud_settings_to_json(const struct devcloud_settings *s)
 {
 	_cleanup_json_ json_object *root = json_object_new_object();
 	json_object *names = json_object_new_array();
 	char host_data[65];
 
-	if (!root || add(root, "version", json_object_new_int(DEVCLOUD_SETTINGS_VERSION)) < 0 ||
-	    add(root, "compliance_status", json_object_new_string(s->compliance_status)) < 0 ||
-	    add(root, "hostnames", names) < 0)
+	/* @names is owned here until the add below takes it (or puts it). */
+	if (!root ||
+	    devcloud_json_add(root, "version", json_object_new_int(DEVCLOUD_SETTINGS_VERSION)) <
+	            0 ||
+	    devcloud_json_add(root, "compliance_status",
+	                      json_object_new_string(s->compliance_status)) < 0) {
+		json_object_put(names);
+		return NULL;
+	}
+	if (devcloud_json_add(root, "hostnames", names) < 0)
 		return NULL;
 	for (size_t i = 0; i < s->n_hostnames; i++) {
 		json_object *n = json_object_new_string(s->hostnames[i]);
@@ -57,10 +53,12 @@ json_object *devcloud_settings_to_json(const struct devcloud_settings *s)
 		}
 	}
 	hex_encode(s->host_data, sizeof(s->host_data), host_data);
-	if (add(root, "product", json_object_new_string(snp_product_name(s->product))) < 0 ||
-	    add(root, "report_version", json_object_new_int((int)s->report_version)) < 0 ||
-	    add(root, "debuggable", json_object_new_boolean(s->debuggable)) < 0 ||
-	    add(root, "host_data", json_object_new_string(host_data)) < 0)
+	if (devcloud_json_add(root, "product",
+	                      json_object_new_string(snp_product_name(s->product))) < 0 ||
+	    devcloud_json_add(root, "report_version", json_object_new_int((int)s->report_version)) <
+	            0 ||
+	    devcloud_json_add(root, "debuggable", json_object_new_boolean(s->debuggable)) < 0 ||
+	    devcloud_json_add(root, "host_data", json_object_new_string(host_data)) < 0)
 		return NULL;
 	return TAKE_PTR(root);
 }

@@ -37,17 +37,6 @@ static int b64url_json(json_object *obj, char **out)
 	return b64_encode(text, strlen(text), B64_URL_NOPAD, out);
 }
 
-static int set(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 int devcloud_token_sign(const struct devcloud *dc, const char *issuer, json_object *claims,
                         time_t now, char **jwt, struct skr_error *err)
 {
@@ -63,20 +52,20 @@ int devcloud_token_sign(const struct devcloud *dc, const char *issuer, json_obje
 		jku = NULL;
 		return skr_error_set(err, -ENOMEM, "token: out of memory");
 	}
-	if (set(header, "alg", json_object_new_string("RS256")) < 0 ||
-	    set(header, "jku", json_object_new_string(jku)) < 0 ||
-	    set(header, "kid", json_object_new_string(dc->kid)) < 0 ||
-	    set(header, "typ", json_object_new_string("JWT")) < 0)
+	if (devcloud_json_add(header, "alg", json_object_new_string("RS256")) < 0 ||
+	    devcloud_json_add(header, "jku", json_object_new_string(jku)) < 0 ||
+	    devcloud_json_add(header, "kid", json_object_new_string(dc->kid)) < 0 ||
+	    devcloud_json_add(header, "typ", json_object_new_string("JWT")) < 0)
 		return skr_error_set(err, -ENOMEM, "token: out of memory");
 
 	if (RAND_bytes(jti_raw, sizeof(jti_raw)) != 1)
 		return ossl_error_set(err, -EIO, "token jti");
 	hex_encode(jti_raw, sizeof(jti_raw), jti);
-	if (set(claims, "iss", json_object_new_string(issuer)) < 0 ||
-	    set(claims, "iat", json_object_new_int64(now)) < 0 ||
-	    set(claims, "nbf", json_object_new_int64(now)) < 0 ||
-	    set(claims, "exp", json_object_new_int64(now + dc->token_lifetime)) < 0 ||
-	    set(claims, "jti", json_object_new_string(jti)) < 0)
+	if (devcloud_json_add(claims, "iss", json_object_new_string(issuer)) < 0 ||
+	    devcloud_json_add(claims, "iat", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(claims, "nbf", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(claims, "exp", json_object_new_int64(now + dc->token_lifetime)) < 0 ||
+	    devcloud_json_add(claims, "jti", json_object_new_string(jti)) < 0)
 		return skr_error_set(err, -ENOMEM, "token: out of memory");
 
 	if (b64url_json(header, &h64) < 0 || b64url_json(claims, &p64) < 0 ||
