@@ -669,9 +669,12 @@ int main(int argc, char **argv)
 	printf("throughput       %.1f req/s (%zu answered in %.1f s; %zu successful: %.1f/s)\n",
 	       (double)res.n_done / (wall_ms / 1e3), res.n_done, wall_ms / 1e3, res.n_ok,
 	       (double)res.n_ok / (wall_ms / 1e3));
-	printf("latency          p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
-	       "(successful requests, sent to answered)\n",
-	       p50, p90, p99, max);
+	if (res.n_ok)
+		printf("latency          p50 %.1f ms, p90 %.1f ms, p99 %.1f ms, max %.1f ms "
+		       "(successful requests, sent to answered)\n",
+		       p50, p90, p99, max);
+	else
+		printf("latency          no successful request\n");
 	if (cpu0 >= 0 && cpu1 >= cpu0)
 		printf("daemon CPU       %.1f ms per request (%.1f s in all; %ld CPUs online)\n",
 		       (cpu1 - cpu0) * 1e3 / (double)res.n_done, cpu1 - cpu0,
@@ -684,7 +687,9 @@ int main(int argc, char **argv)
 		       res.n_probes, percentile(res.probe_ms, res.n_probes, 50),
 		       res.probe_ms[res.n_probes - 1], res.probe_failures);
 	} else {
-		printf("GET /status      no probe answered (%zu failed)\n", res.probe_failures);
+		printf("GET /status      %s\n", res.probe_failures
+		                                        ? "every probe during the load failed"
+		                                        : "not probed (the run was too short)");
 	}
 	printf("daemon memory (/proc/%ld/status)\n", o.pid);
 	print_mem("idle, before the run:", &idle);

@@ -40,19 +40,19 @@ work=$(mktemp -d /tmp/bench-api-load.XXXXXX)
 devcloud_pid=
 daemon_pid=
 stop() {
-	# $1: pid (may be empty). SIGTERM, then SIGKILL after 15 s.
+	# $1: pid (may be empty). SIGTERM, then SIGKILL after 15 s. Returns its exit status.
 	[ -n "$1" ] || return 0
-	kill "$1" 2>/dev/null || return 0
+	kill "$1" 2>/dev/null || true
 	for _ in $(seq 1 150); do
 		kill -0 "$1" 2>/dev/null || break
 		sleep 0.1
 	done
 	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null
 }
 cleanup() {
-	stop "$daemon_pid"
-	stop "$devcloud_pid"
+	stop "$daemon_pid" || true
+	stop "$devcloud_pid" || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -133,7 +133,16 @@ echo "== api_load" >&2
 rc=0
 "$load" --port "$port" --pid "$daemon_pid" --maa-endpoint "$maa" --akv-endpoint "$akv" \
 	--kid "$kid" "${load_args[@]}" || rc=$?
-kill -0 "$daemon_pid" 2>/dev/null || { echo "the daemon died during the run:" >&2; tail -20 "$work/daemon.err" >&2; }
+# SIGTERM: the daemon drains and exits 0; anything else (a crash, a sanitizer report in a
+# sanitizer build) is shown.
+daemon_rc=0
+stop "$daemon_pid" || daemon_rc=$?
+daemon_pid=
+if [ "$daemon_rc" -ne 0 ] || grep -qE 'Sanitizer|runtime error' "$work/daemon.err"; then
+	echo "== the daemon exited with status $daemon_rc; its stderr (last 40 lines):" >&2
+	tail -40 "$work/daemon.err" >&2
+	rc=1
+fi
 # The daemon's own complaints (anything at warning level or above) are part of the result.
 n_warn=$(grep -cE '^[^ ]+ (warn|error) ' "$work/daemon.log" 2>/dev/null || true)
 if [ "${n_warn:-0}" -gt 0 ]; then

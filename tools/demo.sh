@@ -138,9 +138,9 @@ skr_json=$(python3 -c 'import json,sys; print(json.dumps({
     "allowed_endpoints": {"attestation": [sys.argv[4]], "key_vault": [sys.argv[5]]}}))' \
 	"$platform" "$ca" "$imds" "$maa" "$akv")
 encfs_json='{"azure_info": {"certcache": {"endpoint_type": "AMD"}}, "azure_filesystems": []}'
-echo "SkrSideCarArgs  = base64 of $skr_json"
+echo "SkrSideCarArgs   = base64 of $skr_json"
 echo "EncfsSideCarArgs = base64 of $encfs_json"
-echo "Port = $port"
+echo "Port             = $port"
 SkrSideCarArgs=$(printf '%s' "$skr_json" | base64 -w0) \
 EncfsSideCarArgs=$(printf '%s' "$encfs_json" | base64 -w0) \
 Port=$port LogFile="$state/sidecar.log" \

@@ -12,7 +12,7 @@
 #include <time.h>
 
 #include "devcloud.h"
-#include "log.h"
+#include "fuzz_devcloud_state.h"
 
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -21,39 +21,12 @@ static struct devcloud *dc;
 static char tmpdir[] = "/tmp/fuzz_devcloud_identity.XXXXXX";
 static char path[128];
 
-static void cleanup(void)
-{
-	char cmd[128];
-
-	devcloud_free(dc);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	struct devcloud_init_options io;
-	struct devcloud_serve_options so;
-	struct skr_error err = {0};
-	char state[128];
-
 	(void)argc;
 	(void)argv;
-	log_set_level(LOG_LEVEL_ERROR);
-	if (!mkdtemp(tmpdir))
-		abort();
-	snprintf(state, sizeof(state), "%s/state", tmpdir);
-	devcloud_init_options_default(&io);
-	io.state_dir = state;
-	devcloud_serve_options_default(&so);
-	so.state_dir = state;
-	if (devcloud_state_init(&io, NULL, &err) < 0 || devcloud_open(&so, &dc, &err) < 0) {
-		fprintf(stderr, "devcloud state: %s\n", skr_error_message(&err));
-		abort();
-	}
+	dc = fuzz_devcloud_open(tmpdir);
 	snprintf(path, sizeof(path), "/%s/oauth2/v2.0/token", dc->identity.tenant_id);
-	atexit(cleanup);
 	return 0;
 }
 

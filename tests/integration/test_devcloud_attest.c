@@ -8,12 +8,10 @@
  *      certificate fetcher);
  *   4. --listen 0.0.0.0 and 10.0.0.1 are refused with exit code 2;
  *   5. SIGTERM stops it with exit code 0.
- * The server is always killed at the end, even on failure (group teardown and atexit).
+ * The server is always killed at the end, even on failure (group teardown and at exit).
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -21,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,168 +32,60 @@
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_devcloud.h"
+#include "test_fs.h"
+#include "test_http_client.h"
+#include "test_platform.h"
 
 #define MAX_BODY 131072
 #define RUNTIME                                                                                    \
 	"{\"keys\":[{\"e\":\"AQAB\",\"kid\":\"k\",\"kty\":\"RSA\"}],\"test\":\"integration\"}"
 
 static char tmpdir[] = "/tmp/test_devcloud_integration.XXXXXX";
-static char state_dir[512], ca_path[600], platform_dir[600], endpoints_path[600];
-static const char *devcloud_bin;
-static pid_t server_pid = -1;
-static int port;
-static char endpoint[64]; /* localhost:PORT */
+static struct test_devcloud dc = {.pid = -1};
 static uint8_t host_data[32];
 static struct snp_virtual *platform, *other;
-
-static void kill_server(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-		server_pid = -1;
-	}
-}
-
-static void remove_tmpdir(void)
-{
-	char cmd[700];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-static void at_exit(void)
-{
-	kill_server();
-	remove_tmpdir();
-}
-
-/*
- * Run devcloud with @args (NULL-terminated, without the program) and its stdout to @out_path
- * (NULL: /dev/null); its exit status or -1.
- */
-static int run_devcloud(const char *const *args, const char *out_path)
-{
-	const char *argv[32] = {devcloud_bin};
-	size_t n = 1;
-	pid_t pid;
-	int status;
-
-	for (; args[n - 1] && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd =
-		        open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDOUT_FILENO);
-		execv(devcloud_bin, (char *const *)argv);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
-static int wait_for_endpoints(void)
-{
-	for (int i = 0; i < 600; i++) {
-		_cleanup_free_ char *text = NULL;
-		json_object *root, *p;
-		size_t len;
-		int status;
-
-		if (waitpid(server_pid, &status, WNOHANG) == server_pid) {
-			fprintf(stderr, "devcloud serve exited early (status %d)\n", status);
-			server_pid = -1;
-			return -1;
-		}
-		if (read_file(endpoints_path, 4096, &text, &len) == 0) {
-			root = json_tokener_parse(text);
-			if (root && json_object_object_get_ex(root, "attest_port", &p)) {
-				port = json_object_get_int(p);
-				json_object_put(root);
-				return port > 0 ? 0 : -1;
-			}
-			json_object_put(root);
-		}
-		usleep(50 * 1000);
-	}
-	fprintf(stderr, "devcloud serve did not write %s in 30 s\n", endpoints_path);
-	return -1;
-}
 
 static int group_setup(void **state)
 {
 	struct skr_error err = {0};
-	struct snp_virtual_params p;
-	char host_hex[65], other_dir[600], amd_root[700];
+	char host_hex[65], state_dir[512], other_dir[600], amd_root[700], max_body[32];
 	const char *testdata = getenv("SKR_TESTDATA");
 
 	(void)state;
-	devcloud_bin = getenv("DEVCLOUD_BIN");
-	if (!devcloud_bin || !testdata) {
-		fprintf(stderr, "DEVCLOUD_BIN and SKR_TESTDATA must be set (meson test does)\n");
+	if (!test_devcloud_bin())
+		return -1;
+	if (!testdata) {
+		fprintf(stderr, "SKR_TESTDATA must be set (meson test does)\n");
 		return -1;
 	}
 	if (!mkdtemp(tmpdir))
 		return -1;
-	atexit(at_exit);
+	test_fs_remove_at_exit(tmpdir);
 	snprintf(state_dir, sizeof(state_dir), "%s/state", tmpdir);
-	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", state_dir);
-	snprintf(platform_dir, sizeof(platform_dir), "%s/platform", state_dir);
-	snprintf(endpoints_path, sizeof(endpoints_path), "%s/endpoints.json", state_dir);
 	snprintf(other_dir, sizeof(other_dir), "%s/other", tmpdir);
 	snprintf(amd_root, sizeof(amd_root), "%s/amd_roots/ask_ark_milan.pem", testdata);
+	snprintf(max_body, sizeof(max_body), "%d", MAX_BODY);
 	for (size_t i = 0; i < sizeof(host_data); i++)
 		host_data[i] = (uint8_t)(0xF0 - i);
 	hex_encode(host_data, sizeof(host_data), host_hex);
-
 	{
-		const char *args[] = {"init",
-		                      "--state",
-		                      state_dir,
-		                      "--host-data",
-		                      host_hex,
-		                      "--compliance-status",
-		                      "azure-compliant-uvm",
-		                      NULL};
+		const char *const init_args[] = {"--host-data", host_hex, "--compliance-status",
+		                                 "azure-compliant-uvm", NULL};
+		const char *const serve_args[] = {
+		        "--attest-port", "0",           "--max-body", max_body, "--trust-root",
+		        amd_root,        "--log-level", "warn",       NULL};
 
-		if (run_devcloud(args, NULL) != 0) {
-			fprintf(stderr, "devcloud init failed\n");
+		if (test_devcloud_init(&dc, state_dir, NULL, init_args) < 0 ||
+		    test_devcloud_serve(&dc, serve_args) < 0)
 			return -1;
-		}
 	}
 
-	server_pid = fork();
-	if (server_pid < 0)
-		return -1;
-	if (server_pid == 0) {
-		char max_body[32];
-
-		snprintf(max_body, sizeof(max_body), "%d", MAX_BODY);
-		execl(devcloud_bin, devcloud_bin, "serve", "--state", state_dir, "--attest-port",
-		      "0", "--max-body", max_body, "--trust-root", amd_root, "--log-level", "warn",
-		      (char *)NULL);
-		_exit(127);
-	}
-	if (wait_for_endpoints() < 0)
-		return -1;
-	snprintf(endpoint, sizeof(endpoint), "localhost:%d", port);
-
-	if (snp_virtual_open(platform_dir, &platform, &err) < 0) {
+	if (snp_virtual_open(dc.platform, &platform, &err) < 0) {
 		fprintf(stderr, "platform: %s\n", err.msg);
 		return -1;
 	}
-	snp_virtual_params_default(&p);
-	if (snp_virtual_create(other_dir, &p, &err) < 0 ||
-	    snp_virtual_open(other_dir, &other, &err) < 0) {
+	if (test_platform_new(other_dir, NULL, &other, &err) < 0) {
 		fprintf(stderr, "second platform: %s\n", err.msg);
 		return -1;
 	}
@@ -206,7 +95,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	kill_server();
+	test_devcloud_kill(&dc);
 	snp_virtual_free(platform);
 	snp_virtual_free(other);
 	return 0;
@@ -216,73 +105,33 @@ static int group_teardown(void **state)
  * HTTPS with libcurl
  * ------------------------------------------------------------------------------------------- */
 
-struct buf {
-	char *data;
-	size_t len;
-};
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *userdata)
-{
-	struct buf *b = userdata;
-	char *nd = realloc(b->data, b->len + size * n + 1);
-
-	if (!nd)
-		return 0;
-	b->data = nd;
-	memcpy(b->data + b->len, ptr, size * n);
-	b->len += size * n;
-	b->data[b->len] = '\0';
-	return size * n;
-}
-
-/* One request; returns the HTTP status (0 on a transport error), body in *out. */
+/* One request to the attest port; returns the HTTP status (0 on a transport error). */
 static long https(const char *method, const char *path, const char *const *headers,
-                  const char *body, size_t body_len, struct buf *out)
+                  const char *body, size_t body_len, struct test_http_client_response *out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hl = NULL;
 	char url[1024];
-	long status = 0;
-	CURLcode rc;
 
-	out->data = NULL;
-	out->len = 0;
-	assert_non_null(c);
-	snprintf(url, sizeof(url), "https://%s%s", endpoint, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	for (size_t i = 0; headers && headers[i]; i++)
-		hl = curl_slist_append(hl, headers[i]);
-	if (body) {
-		hl = curl_slist_append(hl, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	rc = curl_easy_perform(c);
-	if (rc == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	else
-		fprintf(stderr, "curl %s %s: %s\n", method, path, curl_easy_strerror(rc));
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(c);
-	return status;
+	snprintf(url, sizeof(url), "https://%s%s", dc.attest, path);
+	return test_http_client_request(&(struct test_http_client_request){.method = method,
+	                                                                   .url = url,
+	                                                                   .ca_bundle = dc.ca,
+	                                                                   .headers = headers,
+	                                                                   .body = body,
+	                                                                   .body_len = body_len},
+	                                out);
 }
 
 #define ATTEST_PATH "/attest/SevSnpVm?api-version=2020-10-01"
 
-static void expect_error(long status, struct buf *b, long want, const char *needle)
+static void expect_error(long status, struct test_http_client_response *b, long want,
+                         const char *needle)
 {
 	_cleanup_json_ json_object *root = NULL;
 	json_object *error, *code, *message;
 
 	if (status != want)
-		fail_msg("expected HTTP %ld, got %ld: %s", want, status, b->data ? b->data : "");
-	root = json_tokener_parse(b->data);
+		fail_msg("expected HTTP %ld, got %ld: %s", want, status, b->body);
+	root = json_tokener_parse(b->body);
 	assert_non_null(root);
 	assert_true(json_object_object_get_ex(root, "error", &error));
 	assert_true(json_object_object_get_ex(error, "code", &code));
@@ -290,8 +139,7 @@ static void expect_error(long status, struct buf *b, long want, const char *need
 	if (!strcasestr(json_object_get_string(message), needle))
 		fail_msg("message '%s' does not mention '%s'", json_object_get_string(message),
 		         needle);
-	free(b->data);
-	b->data = NULL;
+	test_http_client_response_clear(b);
 }
 
 static void get_report(struct snp_virtual *v, const char *runtime, uint8_t out[SNP_REPORT_SIZE])
@@ -331,17 +179,17 @@ static void test_full_chain(void **state)
 
 	(void)state;
 	cfg.source.kind = SNP_SOURCE_VIRTUAL;
-	cfg.source.virtual_dir = platform_dir;
-	cfg.ca_bundle = ca_path;
+	cfg.source.virtual_dir = dc.platform;
+	cfg.ca_bundle = dc.ca;
 	cfg.security_context_dir = NULL;
 	if (skr_attester_new(&cfg, &a, &err) < 0)
 		fail_msg("skr_attester_new: %s", err.msg);
-	if (skr_attest_maa(a, endpoint, (const uint8_t *)RUNTIME, strlen(RUNTIME), &token, &err) <
+	if (skr_attest_maa(a, dc.attest, (const uint8_t *)RUNTIME, strlen(RUNTIME), &token, &err) <
 	    0) {
 		skr_attester_free(a);
 		fail_msg("skr_attest_maa: %s", err.msg);
 	}
-	if (skr_token_verify(a, endpoint, token, &claims_json, &err) < 0) {
+	if (skr_token_verify(a, dc.attest, token, &claims_json, &err) < 0) {
 		skr_attester_free(a);
 		fail_msg("skr_token_verify: %s", err.msg);
 	}
@@ -352,7 +200,7 @@ static void test_full_chain(void **state)
 	{
 		char iss[128];
 
-		snprintf(iss, sizeof(iss), "https://%s", endpoint);
+		snprintf(iss, sizeof(iss), "https://%s", dc.attest);
 		assert_string_equal(json_object_get_string(json_object_object_get(claims, "iss")),
 		                    iss);
 	}
@@ -399,7 +247,7 @@ static void test_bad_input(void **state)
 {
 	uint8_t report[SNP_REPORT_SIZE + 16] = {0}, untrusted[SNP_REPORT_SIZE];
 	const char *chain = snp_virtual_chain_pem(platform);
-	struct buf b;
+	struct test_http_client_response b;
 	long st;
 
 	(void)state;
@@ -473,8 +321,8 @@ static void test_bad_input(void **state)
 		st = https("POST", "/attest/SevSnpVm?api-version=2022-08-01", NULL, body,
 		           strlen(body), &b);
 		assert_int_equal(st, 200);
-		assert_non_null(strstr(b.data, "\"token\":\""));
-		free(b.data);
+		assert_non_null(strstr(b.body, "\"token\":\""));
+		test_http_client_response_clear(&b);
 	}
 	st = https("GET", "/no/such/path", NULL, NULL, 0, &b);
 	expect_error(st, &b, 404, "no such path");
@@ -491,7 +339,7 @@ static void test_bad_input(void **state)
 			snprintf(lines[n], sizeof(lines[n]), "X-Filler-%zu: %zu", n, n);
 			hdrs[n] = lines[n];
 		}
-		snprintf(lines[n], sizeof(lines[n]), "Host: %s", endpoint);
+		snprintf(lines[n], sizeof(lines[n]), "Host: %s", dc.attest);
 		hdrs[n++] = lines[69];
 		hdrs[n] = NULL;
 		st = https("GET", "/certs", hdrs, NULL, 0, &b);
@@ -500,7 +348,7 @@ static void test_bad_input(void **state)
 		hdrs[60] = NULL;
 		st = https("GET", "/certs", hdrs, NULL, 0, &b);
 		assert_int_equal(st, 200);
-		free(b.data);
+		test_http_client_response_clear(&b);
 	}
 	st = https("GET", ATTEST_PATH, NULL, NULL, 0, &b);
 	expect_error(st, &b, 405, "not allowed");
@@ -524,7 +372,7 @@ static void test_kds_thim(void **state)
 	const struct snp_cert_table_entry *vcek;
 	struct skr_error err = {0};
 	char hwid[129], path[512];
-	struct buf b;
+	struct test_http_client_response b;
 	long st;
 
 	(void)state;
@@ -539,8 +387,8 @@ static void test_kds_thim(void **state)
 	st = https("GET", path, NULL, NULL, 0, &b);
 	assert_int_equal(st, 200);
 	assert_int_equal(b.len, vcek->len);
-	assert_memory_equal(b.data, vcek->data, vcek->len);
-	free(b.data);
+	assert_memory_equal(b.body, vcek->data, vcek->len);
+	test_http_client_response_clear(&b);
 
 	snprintf(path, sizeof(path), "/vcek/v1/%s/%s?ucodeSPL=%u&snpSPL=%u&teeSPL=%u&blSPL=%u",
 	         snp_product_name(p->product), hwid, p->tcb.microcode, p->tcb.snp + 1u, p->tcb.tee,
@@ -555,12 +403,12 @@ static void test_kds_thim(void **state)
 		/* ASK then ARK, and together with the VCEK a complete chain. */
 		struct snp_cert_chain *chain = NULL;
 
-		assert_int_equal(snp_cert_chain_from_pem(b.data, b.len, &chain, &err), 0);
+		assert_int_equal(snp_cert_chain_from_pem(b.body, b.len, &chain, &err), 0);
 		assert_false(snp_cert_chain_has_leaf(chain));
 		snp_cert_chain_free(chain);
-		assert_non_null(strstr(snp_virtual_chain_pem(platform), b.data) ? "" : NULL);
+		assert_non_null(strstr(snp_virtual_chain_pem(platform), b.body) ? "" : NULL);
 	}
-	free(b.data);
+	test_http_client_response_clear(&b);
 
 	st = https("GET", "/metadata/THIM/amd/certification", NULL, NULL, 0, &b);
 	expect_error(st, &b, 400, "Metadata: true");
@@ -570,12 +418,12 @@ static void test_kds_thim(void **state)
 
 		st = https("GET", "/metadata/THIM/amd/certification", md, NULL, 0, &b);
 		assert_int_equal(st, 200);
-		if (snp_thim_parse(b.data, b.len, &thim, &err) < 0)
+		if (snp_thim_parse(b.body, b.len, &thim, &err) < 0)
 			fail_msg("THIM answer: %s", err.msg);
 		assert_int_equal(thim.tcbm, snp_tcb_encode(&p->tcb, p->product));
 		assert_non_null(strstr(snp_virtual_chain_pem(platform), thim.vcek_pem));
 		snp_thim_clear(&thim);
-		free(b.data);
+		test_http_client_response_clear(&b);
 	}
 
 	/* libskr's certificate fetcher against devcloud's THIM: what the sidecar runs. */
@@ -588,10 +436,10 @@ static void test_kds_thim(void **state)
 		uint8_t raw[SNP_REPORT_SIZE];
 		char url[256];
 
-		snprintf(url, sizeof(url), "https://%s/metadata/THIM/amd/certification", endpoint);
+		snprintf(url, sizeof(url), "https://%s/metadata/THIM/amd/certification", dc.attest);
 		cc.type = SNP_CERTCACHE_LOCAL_THIM;
 		cc.endpoint = url;
-		cc.ca_bundle = ca_path;
+		cc.ca_bundle = dc.ca;
 		get_report(platform, RUNTIME, raw);
 		assert_int_equal(snp_report_parse(raw, sizeof(raw), &report, &err), 0);
 		if (snp_cert_fetcher_new(&cc, &f, &err) < 0 ||
@@ -618,10 +466,10 @@ static void test_listen_refused(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-		const char *args[] = {"serve",  "--state",       state_dir, "--listen",
-		                      addrs[i], "--attest-port", "0",       NULL};
+		const char *args[] = {"serve",  "--state",       dc.state, "--listen",
+		                      addrs[i], "--attest-port", "0",      NULL};
 
-		if (run_devcloud(args, NULL) != 2)
+		if (test_devcloud_run(args, NULL) != 2)
 			fail_msg("--listen %s was not refused with exit code 2", addrs[i]);
 	}
 }
@@ -636,10 +484,10 @@ static void test_max_body_refused(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
-		const char *args[] = {"serve", "--state",    state_dir, "--attest-port",
-		                      "0",     "--max-body", sizes[i],  NULL};
+		const char *args[] = {"serve", "--state",    dc.state, "--attest-port",
+		                      "0",     "--max-body", sizes[i], NULL};
 
-		if (run_devcloud(args, NULL) != 2)
+		if (test_devcloud_run(args, NULL) != 2)
 			fail_msg("--max-body %s was not refused with exit code 2", sizes[i]);
 	}
 }
@@ -677,7 +525,7 @@ static void test_verify_report_cli(void **state)
 		        "verify-report", "--report", hex_path,         "--chain",    chain_path,
 		        "--trust-root",  ark_path,   "--runtime-data", runtime_path, NULL};
 
-		assert_int_equal(run_devcloud(args, out_path), 0);
+		assert_int_equal(test_devcloud_run(args, out_path), 0);
 		assert_int_equal(read_file(out_path, 1 << 20, &out, &len), 0);
 		claims = json_tokener_parse(out);
 		assert_non_null(claims);
@@ -694,9 +542,9 @@ static void test_verify_report_cli(void **state)
 
 		snprintf(amd, sizeof(amd), "%s/amd_roots/ask_ark_milan.pem",
 		         getenv("SKR_TESTDATA"));
-		assert_int_equal(run_devcloud(args, NULL), 1);
+		assert_int_equal(test_devcloud_run(args, NULL), 1);
 		args[6] = ark_path;
-		assert_int_equal(run_devcloud(args, NULL), 0);
+		assert_int_equal(test_devcloud_run(args, NULL), 0);
 	}
 	{
 		/* A flipped bit: exit 1. */
@@ -705,29 +553,17 @@ static void test_verify_report_cli(void **state)
 
 		report[0x90] ^= 1;
 		assert_int_equal(write_file_atomic(report_path, report, sizeof(report), 0600), 0);
-		assert_int_equal(run_devcloud(args, NULL), 1);
+		assert_int_equal(test_devcloud_run(args, NULL), 1);
 	}
 }
 
 static void test_sigterm(void **state)
 {
-	int status = 0;
-	pid_t r = 0;
-
 	(void)state;
-	assert_true(server_pid > 0);
-	assert_int_equal(kill(server_pid, SIGTERM), 0);
-	for (int i = 0; i < 200 && r == 0; i++) {
-		r = waitpid(server_pid, &status, WNOHANG);
-		if (r == 0)
-			usleep(50 * 1000);
-	}
-	assert_int_equal(r, server_pid);
-	server_pid = -1;
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_true(dc.pid > 0);
+	assert_int_equal(test_devcloud_stop(&dc), 0);
 	/* endpoints.json goes with the server, so scripts never see a dead port. */
-	assert_int_equal(access(endpoints_path, F_OK), -1);
+	assert_int_equal(access(dc.endpoints, F_OK), -1);
 }
 
 int main(void)

@@ -16,16 +16,13 @@
  * Servers are always killed at the end, even on failure.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,20 +39,14 @@
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_devcloud.h"
+#include "test_fs.h"
+#include "test_http_client.h"
 #include "test_kv.h"
 
-struct server {
-	const char *label;
-	char state[512], ca[600], platform[600], endpoints[600], log[600];
-	pid_t pid;
-	int attest_port, kv_port, imds_port;
-	char attest[64], kv[64], imds[64]; /* localhost:P, localhost:P, http://127.0.0.1:P */
-	char issuer[80];
-};
-
 static char tmpdir[] = "/tmp/test_devcloud_kv_integration.XXXXXX";
-static const char *devcloud_bin;
-static struct server A = {.label = "A", .pid = -1}, B = {.label = "B", .pid = -1};
+/* A: the trusted instance; B: an issuer A's vault does not trust. */
+static struct test_devcloud A = {.pid = -1}, B = {.pid = -1};
 static uint8_t host_data[32];
 static char host_hex[65];
 static char tenant[64], app_client[64], mi_client[64];
@@ -64,130 +55,21 @@ static char *runtime;
 static struct skr_attester *attester_a, *attester_b;
 static char *bearer; /* from A's IMDS */
 
-static void kill_server(struct server *s)
+/* `init` @name under tmpdir with @hex as the platform's host data, then `serve` it. */
+static int start_instance(struct test_devcloud *s, const char *name, const char *hex)
 {
-	if (s->pid > 0) {
-		kill(s->pid, SIGKILL);
-		waitpid(s->pid, NULL, 0);
-		s->pid = -1;
-	}
-}
+	const char *const args[] = {"--host-data", hex, NULL};
+	const char *const serve_args[] = {"--log-level", "info", NULL};
+	char state_dir[512], log[600];
 
-static void at_exit(void)
-{
-	char cmd[700];
-
-	kill_server(&A);
-	kill_server(&B);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-static int run_devcloud(const char *const *args, const char *out_path)
-{
-	const char *argv[32] = {devcloud_bin};
-	size_t n = 1;
-	pid_t pid;
-	int status;
-
-	for (; args[n - 1] && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	pid = fork();
-	if (pid < 0)
+	snprintf(state_dir, sizeof(state_dir), "%s/%s", tmpdir, name);
+	snprintf(log, sizeof(log), "%s/%s.log", tmpdir, name);
+	if (test_devcloud_init(s, state_dir, log, args) < 0)
 		return -1;
-	if (pid == 0) {
-		int fd =
-		        open(out_path ? out_path : "/dev/null", O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDOUT_FILENO);
-		execv(devcloud_bin, (char *const *)argv);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
+	return test_devcloud_serve(s, serve_args);
 }
 
-static int read_endpoints(struct server *s)
-{
-	for (int i = 0; i < 600; i++) {
-		_cleanup_free_ char *text = NULL;
-		_cleanup_json_ json_object *root = NULL;
-		size_t len;
-		int status;
-
-		if (waitpid(s->pid, &status, WNOHANG) == s->pid) {
-			fprintf(stderr, "devcloud %s exited early (status %d)\n", s->label, status);
-			s->pid = -1;
-			return -1;
-		}
-		if (read_file(s->endpoints, 4096, &text, &len) == 0 &&
-		    (root = json_tokener_parse(text)) &&
-		    json_object_object_get(root, "imds_port")) {
-			s->attest_port =
-			        json_object_get_int(json_object_object_get(root, "attest_port"));
-			s->kv_port = json_object_get_int(json_object_object_get(root, "kv_port"));
-			s->imds_port =
-			        json_object_get_int(json_object_object_get(root, "imds_port"));
-			snprintf(s->attest, sizeof(s->attest), "localhost:%d", s->attest_port);
-			snprintf(s->kv, sizeof(s->kv), "localhost:%d", s->kv_port);
-			snprintf(s->imds, sizeof(s->imds), "http://127.0.0.1:%d", s->imds_port);
-			snprintf(s->issuer, sizeof(s->issuer), "https://%s", s->attest);
-			if (strcmp(json_object_get_string(json_object_object_get(root, "imds")),
-			           s->imds) != 0)
-				return -1;
-			return 0;
-		}
-		usleep(50 * 1000);
-	}
-	return -1;
-}
-
-/* Start `serve` for @s; @ports NULL = ephemeral, else the previous ports again. */
-static int start_server(struct server *s, bool same_ports)
-{
-	char ap[16] = "0", kp[16] = "0", ip[16] = "0";
-
-	if (same_ports) {
-		snprintf(ap, sizeof(ap), "%d", s->attest_port);
-		snprintf(kp, sizeof(kp), "%d", s->kv_port);
-		snprintf(ip, sizeof(ip), "%d", s->imds_port);
-	}
-	s->pid = fork();
-	if (s->pid < 0)
-		return -1;
-	if (s->pid == 0) {
-		int fd = open(s->log, O_WRONLY | O_CREAT | O_APPEND, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		execl(devcloud_bin, devcloud_bin, "serve", "--state", s->state, "--attest-port", ap,
-		      "--kv-port", kp, "--imds-port", ip, "--log-level", "info", (char *)NULL);
-		_exit(127);
-	}
-	return read_endpoints(s);
-}
-
-static int init_server(struct server *s, const char *name, const char *hex)
-{
-	const char *args[] = {"init", "--state", s->state, "--host-data", hex, NULL};
-
-	snprintf(s->state, sizeof(s->state), "%s/%s", tmpdir, name);
-	snprintf(s->ca, sizeof(s->ca), "%s/ca.pem", s->state);
-	snprintf(s->platform, sizeof(s->platform), "%s/platform", s->state);
-	snprintf(s->endpoints, sizeof(s->endpoints), "%s/endpoints.json", s->state);
-	snprintf(s->log, sizeof(s->log), "%s/%s.log", tmpdir, name);
-	if (run_devcloud(args, NULL) != 0) {
-		fprintf(stderr, "devcloud init %s failed\n", name);
-		return -1;
-	}
-	return start_server(s, false);
-}
-
-static int new_attester(struct server *s, struct skr_attester **out)
+static int new_attester(struct test_devcloud *s, struct skr_attester **out)
 {
 	struct skr_attest_config cfg = {0};
 	struct skr_error err = {0};
@@ -198,7 +80,7 @@ static int new_attester(struct server *s, struct skr_attester **out)
 	cfg.identity.imds_endpoint = s->imds;
 	cfg.kek_pool_size = 1;
 	if (skr_attester_new(&cfg, out, &err) < 0) {
-		fprintf(stderr, "attester %s: %s\n", s->label, err.msg);
+		fprintf(stderr, "attester for %s: %s\n", s->state, err.msg);
 		return -1;
 	}
 	return 0;
@@ -235,20 +117,15 @@ static int group_setup(void **state)
 	char other_hex[65];
 
 	(void)state;
-	devcloud_bin = getenv("DEVCLOUD_BIN");
-	if (!devcloud_bin) {
-		fprintf(stderr, "DEVCLOUD_BIN must be set (meson test does)\n");
+	if (!test_devcloud_bin() || !mkdtemp(tmpdir))
 		return -1;
-	}
-	if (!mkdtemp(tmpdir))
-		return -1;
-	atexit(at_exit);
+	test_fs_remove_at_exit(tmpdir);
 	for (size_t i = 0; i < sizeof(host_data); i++)
 		host_data[i] = (uint8_t)(0x5A ^ i);
 	hex_encode(host_data, sizeof(host_data), host_hex);
 	memset(other_hex, 'c', 64);
 	other_hex[64] = '\0';
-	if (init_server(&A, "a", host_hex) < 0 || init_server(&B, "b", other_hex) < 0 ||
+	if (start_instance(&A, "a", host_hex) < 0 || start_instance(&B, "b", other_hex) < 0 ||
 	    load_identity_ids() < 0)
 		return -1;
 	kek = EVP_RSA_gen(2048);
@@ -273,8 +150,8 @@ static int group_teardown(void **state)
 	(void)state;
 	skr_attester_free(attester_a);
 	skr_attester_free(attester_b);
-	kill_server(&A);
-	kill_server(&B);
+	test_devcloud_kill(&A);
+	test_devcloud_kill(&B);
 	EVP_PKEY_free(kek);
 	free(runtime);
 	free(bearer);
@@ -285,81 +162,30 @@ static int group_teardown(void **state)
  * HTTPS with libcurl
  * ------------------------------------------------------------------------------------------- */
 
-struct buf {
-	char *data;
-	size_t len;
-	char www_authenticate[512];
-};
-
-static size_t on_data(char *ptr, size_t size, size_t n, void *userdata)
-{
-	struct buf *b = userdata;
-	char *nd = realloc(b->data, b->len + size * n + 1);
-
-	if (!nd)
-		return 0;
-	b->data = nd;
-	memcpy(b->data + b->len, ptr, size * n);
-	b->len += size * n;
-	b->data[b->len] = '\0';
-	return size * n;
-}
-
-static size_t on_header(char *ptr, size_t size, size_t n, void *userdata)
-{
-	struct buf *b = userdata;
-	size_t len = size * n;
-
-	if (len > 18 && strncasecmp(ptr, "WWW-Authenticate: ", 18) == 0)
-		snprintf(b->www_authenticate, sizeof(b->www_authenticate), "%.*s", (int)(len - 18),
-		         ptr + 18);
-	return len;
-}
-
-/* One request to A's vault (or @base); returns the status, body in *out. */
+/* One request to A's vault (or @base); returns the status. */
 static long https(const char *method, const char *base, const char *path, const char *token,
-                  const char *body, struct buf *out)
+                  const char *body, struct test_http_client_response *out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	char url[1024], auth[16384];
-	long status = 0;
+	char url[1024];
 
-	memset(out, 0, sizeof(*out));
 	snprintf(url, sizeof(url), "https://%s%s", base ? base : A.kv, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CAINFO, A.ca);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	if (token) {
-		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		hl = curl_slist_append(hl, auth);
-	}
-	if (body) {
-		hl = curl_slist_append(hl, "Content-Type: application/json");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(c);
-	return status;
+	return test_http_client_request(&(struct test_http_client_request){.method = method,
+	                                                                   .url = url,
+	                                                                   .ca_bundle = A.ca,
+	                                                                   .bearer = token,
+	                                                                   .body = body},
+	                                out);
 }
 
-static void expect_error(long status, struct buf *b, long want, const char *code,
-                         const char *needle)
+static void expect_error(long status, struct test_http_client_response *b, long want,
+                         const char *code, const char *needle)
 {
 	_cleanup_json_ json_object *root = NULL;
 	const char *c, *m;
 
 	if (status != want)
-		fail_msg("expected HTTP %ld, got %ld: %s", want, status, b->data ? b->data : "");
-	root = json_tokener_parse(b->data);
+		fail_msg("expected HTTP %ld, got %ld: %s", want, status, b->body);
+	root = json_tokener_parse(b->body);
 	assert_non_null(root);
 	c = test_kv_get_path(root, "error", "code", NULL);
 	m = test_kv_get_path(root, "error", "message", NULL);
@@ -369,8 +195,7 @@ static void expect_error(long status, struct buf *b, long want, const char *code
 		assert_string_equal(c, code);
 	if (needle && !strcasestr(m, needle))
 		fail_msg("message '%s' does not mention '%s'", m, needle);
-	free(b->data);
-	b->data = NULL;
+	test_http_client_response_clear(b);
 }
 
 static void import_ok(const char *name, const char *jwk, const char *policy, const char *kty)
@@ -378,16 +203,16 @@ static void import_ok(const char *name, const char *jwk, const char *policy, con
 	_cleanup_free_ char *body = test_kv_import_body(jwk, true, policy, false);
 	_cleanup_json_ json_object *root = NULL;
 	char path[256];
-	struct buf b;
+	struct test_http_client_response b;
 	long st;
 
 	snprintf(path, sizeof(path), "/keys/%s?api-version=7.4", name);
 	st = https("PUT", NULL, path, bearer, body, &b);
 	if (st != 200)
-		fail_msg("import %s: %ld %s", name, st, b.data ? b.data : "");
-	root = json_tokener_parse(b.data);
+		fail_msg("import %s: %ld %s", name, st, b.body);
+	root = json_tokener_parse(b.body);
 	assert_string_equal(test_kv_get_path(root, "key", "kty", NULL), kty);
-	free(b.data);
+	test_http_client_response_clear(&b);
 }
 
 /* The policy the virtual platform of A satisfies: host data, not debuggable, VMPL 0. */
@@ -415,7 +240,7 @@ static char *maa_token(struct skr_attester *a, const char *endpoint)
 	return token;
 }
 
-static long release_raw(const char *name, const char *token, struct buf *b)
+static long release_raw(const char *name, const char *token, struct test_http_client_response *b)
 {
 	char path[256];
 	_cleanup_free_ char *body = NULL;
@@ -436,7 +261,7 @@ static void test_managed_identity(void **state)
 	struct secret *tok = NULL;
 	struct skr_error err = {0};
 	_cleanup_free_ char *t = NULL;
-	struct buf b;
+	struct test_http_client_response b;
 
 	(void)state;
 	/* The user-assigned identity by client_id (what identity.client_id selects). */
@@ -474,7 +299,7 @@ static void workload_token(const char *subject, bool expect_ok, const char *need
 	snprintf(authority, sizeof(authority), "https://%s/", A.attest);
 	if (!subject)
 		args[3] = NULL;
-	assert_int_equal(run_devcloud(args, file), 0);
+	assert_int_equal(test_devcloud_run(args, file), 0);
 	setenv("AZURE_CLIENT_ID", app_client, 1);
 	setenv("AZURE_TENANT_ID", tenant, 1);
 	setenv("AZURE_FEDERATED_TOKEN_FILE", file, 1);
@@ -496,7 +321,7 @@ static void workload_token(const char *subject, bool expect_ok, const char *need
 		fail_msg("workload identity: %s", err.msg);
 	{
 		_cleanup_free_ char *t = strndup((const char *)tok->data, tok->len);
-		struct buf b;
+		struct test_http_client_response b;
 
 		secret_free(tok);
 		expect_error(https("GET", NULL, "/keys/nothing-here?api-version=7.4", t, NULL, &b),
@@ -518,12 +343,15 @@ static void test_workload_identity(void **state)
 
 static void test_auth_and_not_found(void **state)
 {
-	struct buf b;
+	struct test_http_client_response b;
+	long st;
 
 	(void)state;
-	expect_error(https("GET", NULL, "/keys/k?api-version=7.4", NULL, NULL, &b), &b, 401,
-	             "Unauthorized", "Authorization");
+	st = https("GET", NULL, "/keys/k?api-version=7.4", NULL, NULL, &b);
+	/* the challenge names the authority to get a token from */
+	assert_non_null(b.www_authenticate);
 	assert_non_null(strstr(b.www_authenticate, "Bearer authorization=\"https://sts."));
+	expect_error(st, &b, 401, "Unauthorized", "Authorization");
 	expect_error(https("GET", NULL, "/keys/k?api-version=7.4", "abc.def.ghi", NULL, &b), &b,
 	             401, "Unauthorized", "bearer token");
 	{
@@ -588,7 +416,7 @@ static void test_import_each_type(void **state)
 	{
 		_cleanup_free_ char *body = test_kv_import_body("{\"kty\":\"oct\",\"k\":\"AAAA\"}",
 		                                                true, policy, false);
-		struct buf b;
+		struct test_http_client_response b;
 
 		expect_error(https("PUT", NULL, "/keys/type-bad?api-version=7.4", bearer, body, &b),
 		             &b, 400, "BadParameter", "16, 24 or 32 bytes");
@@ -723,7 +551,7 @@ static void test_release_denied(void **state)
 	        test_kv_policy(B.issuer, "{\"claim\":\"x-ms-sevsnpvm-vmpl\",\"equals\":\"0\"}"),
 	        "not an authority"};
 	for (size_t i = 0; i < n; i++) {
-		struct buf b;
+		struct test_http_client_response b;
 
 		import_ok(cases[i].name, oct, cases[i].policy, "oct-HSM");
 		expect_error(release_raw(cases[i].name, token, &b), &b, 403, "Forbidden",
@@ -778,7 +606,7 @@ static void test_release_bad_tokens(void **state)
 	_cleanup_json_ json_object *payload = test_kv_jws_segment(token, 1);
 	uint8_t k[32];
 	_cleanup_free_ char *oct = NULL;
-	struct buf b;
+	struct test_http_client_response b;
 
 	(void)state;
 	RAND_bytes(k, sizeof(k));
@@ -786,7 +614,7 @@ static void test_release_bad_tokens(void **state)
 	import_ok("bad-tokens", oct, policy, "oct-HSM");
 	/* The genuine token works: the refusals below are the tokens' fault. */
 	assert_int_equal(release_raw("bad-tokens", token, &b), 200);
-	free(b.data);
+	test_http_client_response_clear(&b);
 
 	/* Tampered: the claims changed, the signature kept. */
 	{
@@ -849,27 +677,32 @@ static void test_restart_keeps_keys(void **state)
 	_cleanup_json_ json_object *before = NULL, *after = NULL;
 	struct skr_error err = {0};
 	struct skr_key *k;
-	struct buf b;
-	int status = 0;
+	struct test_http_client_response b;
+	char ap[16], kp[16], ip[16];
 
 	(void)state;
 	assert_int_equal(https("GET", NULL, "/keys/sidecar-oct?api-version=7.4", bearer, NULL, &b),
 	                 200);
-	before = json_tokener_parse(b.data);
-	free(b.data);
+	before = json_tokener_parse(b.body);
+	test_http_client_response_clear(&b);
 
-	assert_int_equal(kill(A.pid, SIGTERM), 0);
-	assert_int_equal(waitpid(A.pid, &status, 0), A.pid);
-	A.pid = -1;
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(test_devcloud_stop(&A), 0);
 	/* Same ports: the policies name the attest origin. */
-	assert_int_equal(start_server(&A, true), 0);
+	snprintf(ap, sizeof(ap), "%d", A.attest_port);
+	snprintf(kp, sizeof(kp), "%d", A.kv_port);
+	snprintf(ip, sizeof(ip), "%d", A.imds_port);
+	{
+		const char *const args[] = {
+		        "--attest-port", ap,     "--kv-port", kp, "--imds-port", ip,
+		        "--log-level",   "info", NULL};
+
+		assert_int_equal(test_devcloud_serve(&A, args), 0);
+	}
 
 	assert_int_equal(https("GET", NULL, "/keys/sidecar-oct?api-version=7.4", bearer, NULL, &b),
 	                 200);
-	after = json_tokener_parse(b.data);
-	free(b.data);
+	after = json_tokener_parse(b.body);
+	test_http_client_response_clear(&b);
 	assert_string_equal(test_kv_get_path(before, "key", "kid", NULL),
 	                    test_kv_get_path(after, "key", "kid", NULL));
 	k = release_with_client("sidecar-oct", &err);

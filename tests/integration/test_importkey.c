@@ -16,18 +16,14 @@
  * devcloud is always killed at the end, even on failure.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <setjmp.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -43,208 +39,68 @@
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_devcloud.h"
+#include "test_fs.h"
+#include "test_http_client.h"
+#include "test_proc.h"
 
 #define OUT_MAX (1024 * 1024)
 
 static char tmpdir[] = "/tmp/test_importkey.XXXXXX";
-static char state_dir[512], ca_path[600], platform_dir[600], endpoints_path[600], log_path[600];
-static const char *importkey_bin, *devcloud_bin;
-static pid_t server_pid = -1;
-static char maa[64], akv[64], imds[128];
+static const char *importkey_bin;
+static struct test_devcloud dc = {.pid = -1};
 static char host_hex[65];
-
-static void kill_server(void)
-{
-	if (server_pid > 0) {
-		kill(server_pid, SIGKILL);
-		waitpid(server_pid, NULL, 0);
-		server_pid = -1;
-	}
-}
-
-static void at_exit(void)
-{
-	char cmd[700];
-
-	kill_server();
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
 
 /* ---------------------------------------------------------------------------------------------
  * Processes
  * ------------------------------------------------------------------------------------------- */
 
-struct run {
-	int status; /* exit code, or -1 */
-	char *out, *err;
-};
-
-static void run_clear(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof(*r));
-}
-
 /* Run importkey in @cwd with @args (NULL-terminated); stdout/stderr captured. */
-static void run_importkey(const char *cwd, const char *const *args, struct run *res)
+static void run_importkey(const char *cwd, const char *const *args, struct test_proc_result *res)
 {
 	const char *argv[40] = {importkey_bin};
-	char out_path[700], err_path[700];
-	size_t n = 1, len;
-	pid_t pid;
-	int status;
+	size_t n = 1;
 
 	for (; args[n - 1] && n < 39; n++)
 		argv[n] = args[n - 1];
 	argv[n] = NULL;
-	snprintf(out_path, sizeof(out_path), "%s/importkey.out", tmpdir);
-	snprintf(err_path, sizeof(err_path), "%s/importkey.err", tmpdir);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int o = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int e = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (o < 0 || e < 0 || chdir(cwd) < 0)
-			_exit(126);
-		dup2(o, STDOUT_FILENO);
-		dup2(e, STDERR_FILENO);
-		execv(importkey_bin, (char *const *)argv);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	res->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-	assert_int_equal(read_file(out_path, OUT_MAX, &res->out, &len), 0);
-	assert_int_equal(read_file(err_path, OUT_MAX, &res->err, &len), 0);
-}
-
-static int run_devcloud(const char *const *args)
-{
-	const char *argv[32] = {devcloud_bin};
-	size_t n = 1;
-	pid_t pid;
-	int status;
-
-	for (; args[n - 1] && n < 31; n++)
-		argv[n] = args[n - 1];
-	argv[n] = NULL;
-	pid = fork();
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		if (fd >= 0)
-			dup2(fd, STDOUT_FILENO);
-		execv(devcloud_bin, (char *const *)argv);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
-static int endpoint_int(json_object *root, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(root, key, &v) ? json_object_get_int(v) : 0;
-}
-
-static int wait_for_endpoints(void)
-{
-	for (int i = 0; i < 600; i++) {
-		_cleanup_free_ char *text = NULL;
-		_cleanup_json_ json_object *root = NULL;
-		json_object *v;
-		size_t len;
-		int status, attest, kv, imds_port;
-
-		if (waitpid(server_pid, &status, WNOHANG) == server_pid) {
-			fprintf(stderr, "devcloud serve exited early (status %d)\n", status);
-			server_pid = -1;
-			return -1;
-		}
-		if (read_file(endpoints_path, 8192, &text, &len) == 0 &&
-		    (root = json_tokener_parse(text))) {
-			attest = endpoint_int(root, "attest_port");
-			kv = endpoint_int(root, "kv_port");
-			imds_port = endpoint_int(root, "imds_port");
-			if (attest > 0 && kv > 0 && imds_port > 0) {
-				snprintf(maa, sizeof(maa), "localhost:%d", attest);
-				snprintf(akv, sizeof(akv), "localhost:%d", kv);
-				if (json_object_object_get_ex(root, "imds", &v) &&
-				    strncmp(json_object_get_string(v), "http", 4) == 0)
-					snprintf(imds, sizeof(imds), "%s",
-					         json_object_get_string(v));
-				else
-					snprintf(imds, sizeof(imds), "http://127.0.0.1:%d",
-					         imds_port);
-				return 0;
-			}
-		}
-		usleep(50 * 1000);
-	}
-	fprintf(stderr, "devcloud serve did not write %s in 30 s\n", endpoints_path);
-	return -1;
+	assert_int_equal(test_proc_run(argv, cwd, res), 0);
 }
 
 static int group_setup(void **state)
 {
 	uint8_t host_data[32];
+	char state_dir[512], log_path[600];
 
 	(void)state;
 	importkey_bin = getenv("IMPORTKEY_BIN");
-	devcloud_bin = getenv("DEVCLOUD_BIN");
-	if (!importkey_bin || !devcloud_bin) {
+	if (!importkey_bin || !test_devcloud_bin()) {
 		fprintf(stderr, "IMPORTKEY_BIN and DEVCLOUD_BIN must be set (meson test does)\n");
 		return -1;
 	}
 	if (!mkdtemp(tmpdir))
 		return -1;
-	atexit(at_exit);
+	test_fs_remove_at_exit(tmpdir);
 	snprintf(state_dir, sizeof(state_dir), "%s/state", tmpdir);
-	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", state_dir);
-	snprintf(platform_dir, sizeof(platform_dir), "%s/platform", state_dir);
-	snprintf(endpoints_path, sizeof(endpoints_path), "%s/endpoints.json", state_dir);
 	snprintf(log_path, sizeof(log_path), "%s/devcloud.log", tmpdir);
 	if (RAND_bytes(host_data, sizeof(host_data)) != 1)
 		return -1;
 	hex_encode(host_data, sizeof(host_data), host_hex);
 	{
-		const char *args[] = {"init", "--state", state_dir, "--host-data", host_hex, NULL};
-
-		if (run_devcloud(args) != 0) {
-			fprintf(stderr, "devcloud init failed\n");
-			return -1;
-		}
-	}
-	server_pid = fork();
-	if (server_pid < 0)
-		return -1;
-	if (server_pid == 0) {
-		int fd = open(log_path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-
-		/* a crashed test must not leave the server holding meson's pipes */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
+		const char *const init_args[] = {"--host-data", host_hex, NULL};
 		/* info: the request log is how the tests see that nothing was sent */
-		execl(devcloud_bin, devcloud_bin, "serve", "--state", state_dir, "--attest-port",
-		      "0", "--kv-port", "0", "--imds-port", "0", "--log-level", "info",
-		      (char *)NULL);
-		_exit(127);
+		const char *const serve_args[] = {"--log-level", "info", NULL};
+
+		if (test_devcloud_init(&dc, state_dir, log_path, init_args) < 0)
+			return -1;
+		return test_devcloud_serve(&dc, serve_args);
 	}
-	return wait_for_endpoints();
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	kill_server();
+	test_devcloud_kill(&dc);
 	return 0;
 }
 
@@ -252,57 +108,18 @@ static int group_teardown(void **state)
  * Helpers
  * ------------------------------------------------------------------------------------------- */
 
-/* Lines of the devcloud request log containing @needle. */
-static size_t log_count(const char *needle)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len, n = 0;
-
-	usleep(100 * 1000); /* the log line follows the response */
-	assert_int_equal(read_file(log_path, 64 * 1024 * 1024, &text, &len), 0);
-	for (const char *p = text; (p = strstr(p, needle)); p++)
-		n++;
-	return n;
-}
-
-static size_t on_data(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	FILE *f = userdata;
-
-	return fwrite(ptr, size, nmemb, f);
-}
-
 /* GET @url with @headers; the body (malloc'ed) or NULL; *status the HTTP status. */
 static char *http_get(const char *url, const char *const *headers, long *status)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	char *body = NULL;
-	size_t size = 0;
-	FILE *f = open_memstream(&body, &size);
-	CURLcode rc;
+	struct test_http_client_response r;
+	char *body;
 
-	assert_non_null(c);
-	assert_non_null(f);
-	for (size_t i = 0; headers && headers[i]; i++)
-		hl = curl_slist_append(hl, headers[i]);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(c);
-	fclose(f);
-	if (rc != CURLE_OK) {
-		fprintf(stderr, "GET %s: %s\n", url, curl_easy_strerror(rc));
-		free(body);
-		return NULL;
-	}
+	*status = test_http_client_request(&(struct test_http_client_request){.url = url,
+	                                                                      .ca_bundle = dc.ca,
+	                                                                      .headers = headers},
+	                                   &r);
+	body = r.rc == CURLE_OK ? TAKE_PTR(r.body) : NULL;
+	test_http_client_response_clear(&r);
 	return body;
 }
 
@@ -317,7 +134,7 @@ static char *imds_token(void)
 	long status = 0;
 
 	snprintf(url, sizeof(url),
-	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", imds,
+	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc.imds,
 	         "https%3A%2F%2Fvault.azure.net");
 	body = http_get(url, headers, &status);
 	assert_non_null(body);
@@ -338,7 +155,7 @@ static json_object *vault_key(const char *kid, const char *token)
 	assert_true(asprintf(&auth, "Authorization: Bearer %s", token) > 0);
 	const char *headers[] = {auth, NULL};
 
-	snprintf(url, sizeof(url), "https://%s/keys/%s?api-version=7.4", akv, kid);
+	snprintf(url, sizeof(url), "https://%s/keys/%s?api-version=7.4", dc.kv, kid);
 	body = http_get(url, headers, &status);
 	assert_non_null(body);
 	assert_int_equal(status, 200);
@@ -378,7 +195,7 @@ static void write_config(const char *path, const char *kid, const char *kty, con
 	                     "  \"akv\": {\"endpoint\": \"%s\", \"api_version\": "
 	                     "\"api-version=7.4\"%s%s%s}},\n"
 	                     " \"claims\": %s%s}\n",
-	                     kid, kty, maa, akv, token ? ", \"bearer_token\": \"" : "",
+	                     kid, kty, dc.attest, dc.kv, token ? ", \"bearer_token\": \"" : "",
 	                     token ? token : "", token ? "\"" : "", claims,
 	                     extra ? extra : "") > 0);
 	write_text(path, text);
@@ -418,7 +235,7 @@ static void expect_mode_0600(const char *path)
 		fail_msg("%s has mode %o, not 0600", path, (unsigned)(st.st_mode & 07777));
 }
 
-static void expect_no_secret(const struct run *r, const uint8_t *key, size_t len)
+static void expect_no_secret(const struct test_proc_result *r, const uint8_t *key, size_t len)
 {
 	char hex[2 * 64 + 1], upper[2 * 64 + 1];
 
@@ -438,14 +255,14 @@ static void expect_no_secret(const struct run *r, const uint8_t *key, size_t len
 static struct skr_attester *virtual_attester(void)
 {
 	struct skr_attest_config cfg = {
-	        .source = {.kind = SNP_SOURCE_VIRTUAL, .virtual_dir = platform_dir},
-	        .ca_bundle = ca_path,
-	        .identity = {.imds_endpoint = imds},
+	        .source = {.kind = SNP_SOURCE_VIRTUAL, .virtual_dir = dc.platform},
+	        .ca_bundle = dc.ca,
+	        .identity = {.imds_endpoint = dc.imds},
 	};
 	struct skr_attester *a = NULL;
 	struct skr_error err = {0};
 
-	cfg.certcache.ca_bundle = ca_path;
+	cfg.certcache.ca_bundle = dc.ca;
 	if (skr_attester_new(&cfg, &a, &err) < 0)
 		fail_msg("attester: %s", err.msg);
 	return a;
@@ -454,7 +271,8 @@ static struct skr_attester *virtual_attester(void)
 static struct skr_key *release(const char *kid)
 {
 	struct skr_attester *a = virtual_attester();
-	struct skr_release_request req = {.maa_endpoint = maa, .akv_endpoint = akv, .kid = kid};
+	struct skr_release_request req = {
+	        .maa_endpoint = dc.attest, .akv_endpoint = dc.kv, .kid = kid};
 	struct skr_key *k = NULL;
 	struct skr_error err = {0};
 	int r = skr_release_key(a, &req, &k, &err);
@@ -523,7 +341,8 @@ static const struct bad_case bad_cases[] = {
 static void test_bad_input(void **state)
 {
 	char dir[600], cfg[700];
-	size_t puts = log_count("PUT /keys"), tokens = log_count("/metadata/identity");
+	size_t puts = test_devcloud_log_count(&dc, "PUT /keys"),
+	       tokens = test_devcloud_log_count(&dc, "/metadata/identity");
 
 	(void)state;
 	make_dir("bad", dir, sizeof(dir));
@@ -532,7 +351,7 @@ static void test_bad_input(void **state)
 		const struct bad_case *t = &bad_cases[i];
 		const char *args[16] = {"-c", cfg};
 		size_t n = 2, lines = 0;
-		struct run r = {0};
+		struct test_proc_result r = {0};
 
 		write_text(cfg, t->config ? t->config
 		                          : "{\"key\": {\"kid\": \"k\", " GOOD_KEY "}, " GOOD_CLAIMS
@@ -544,7 +363,7 @@ static void test_bad_input(void **state)
 				args[n++] = t->args[j];
 		args[n++] = "-a"; /* would ask IMDS for a token if anything went that far */
 		args[n++] = "--imds-endpoint";
-		args[n++] = imds;
+		args[n++] = dc.imds;
 		args[n] = NULL;
 		if (strcmp(t->name, "no bearer token and no -a") == 0)
 			args[n - 3] = NULL;
@@ -554,11 +373,11 @@ static void test_bad_input(void **state)
 		if (r.status != 2 || lines != 1 || !strstr(r.err, t->msg) || r.out[0])
 			fail_msg("case '%s': exit %d, stderr '%s', stdout '%s'", t->name, r.status,
 			         r.err, r.out);
-		run_clear(&r);
+		test_proc_result_clear(&r);
 	}
 	/* nothing reached the vault or IMDS */
-	assert_int_equal(log_count("PUT /keys"), puts);
-	assert_int_equal(log_count("/metadata/identity"), tokens);
+	assert_int_equal(test_devcloud_log_count(&dc, "PUT /keys"), puts);
+	assert_int_equal(test_devcloud_log_count(&dc, "/metadata/identity"), tokens);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -575,7 +394,7 @@ static void test_oct_import_with_imds(void **state)
 	_cleanup_json_ json_object *printed = NULL, *stored = NULL;
 	struct skr_error err = {0};
 	struct skr_key *released;
-	struct run r = {0};
+	struct test_proc_result r = {0};
 	size_t len;
 
 	(void)state;
@@ -592,8 +411,8 @@ static void test_oct_import_with_imds(void **state)
 
 	{
 		const char *args[] = {
-		        "-c", cfg,           "-kh",   hexfile, "-a", "--imds-endpoint",
-		        imds, "--ca-bundle", ca_path, "-out",  NULL};
+		        "-c",    cfg,           "-kh", hexfile, "-a", "--imds-endpoint",
+		        dc.imds, "--ca-bundle", dc.ca, "-out",  NULL};
 
 		run_importkey(dir, args, &r);
 	}
@@ -602,7 +421,7 @@ static void test_oct_import_with_imds(void **state)
 	/* a policy with both pins: no warning */
 	assert_null(strstr(r.err, "warning"));
 	output_field(r.out, "key id: ", kid_url, sizeof(kid_url));
-	snprintf(expected_prefix, sizeof(expected_prefix), "https://%s/keys/oct-key/", akv);
+	snprintf(expected_prefix, sizeof(expected_prefix), "https://%s/keys/oct-key/", dc.kv);
 	assert_true(strncmp(kid_url, expected_prefix, strlen(expected_prefix)) == 0);
 	skr_key_fingerprint(key, sizeof(key), fp);
 	output_field(r.out, "key fingerprint: ", printed_fp, sizeof(printed_fp));
@@ -617,7 +436,7 @@ static void test_oct_import_with_imds(void **state)
 
 	/* the printed policy is the stored one */
 	token = imds_token();
-	assert_int_equal(skr_akv_get_release_policy(akv, NULL, "oct-key", token, ca_path,
+	assert_int_equal(skr_akv_get_release_policy(dc.kv, NULL, "oct-key", token, dc.ca,
 	                                            &vault_policy, &err),
 	                 0);
 	printed = printed_policy(r.out);
@@ -634,24 +453,24 @@ static void test_oct_import_with_imds(void **state)
 	assert_int_equal(released->material->len, sizeof(key));
 	assert_memory_equal(released->material->data, key, sizeof(key));
 	skr_key_free(released);
-	run_clear(&r);
+	test_proc_result_clear(&r);
 
 	/* again: keyfile.bin exists → refused before anything is sent; --force replaces it */
 	{
-		size_t puts = log_count("PUT /keys");
+		size_t puts = test_devcloud_log_count(&dc, "PUT /keys");
 		const char *args[] = {
-		        "-c", cfg,           "-kh",   hexfile, "-a", "--imds-endpoint",
-		        imds, "--ca-bundle", ca_path, "-out",  NULL};
+		        "-c",    cfg,           "-kh", hexfile, "-a", "--imds-endpoint",
+		        dc.imds, "--ca-bundle", dc.ca, "-out",  NULL};
 
 		run_importkey(dir, args, &r);
 		assert_int_equal(r.status, 2);
 		assert_non_null(strstr(r.err, "keyfile.bin exists"));
-		assert_int_equal(log_count("PUT /keys"), puts);
-		run_clear(&r);
+		assert_int_equal(test_devcloud_log_count(&dc, "PUT /keys"), puts);
+		test_proc_result_clear(&r);
 	}
 	{
-		const char *args[] = {"-c",      cfg,           "-a",    "--imds-endpoint",
-		                      imds,      "--ca-bundle", ca_path, "--out",
+		const char *args[] = {"-c",      cfg,           "-a",  "--imds-endpoint",
+		                      dc.imds,   "--ca-bundle", dc.ca, "--out",
 		                      "--force", "--immutable", NULL};
 		_cleanup_free_ char *again = NULL;
 		_cleanup_json_ json_object *key_obj = NULL;
@@ -678,7 +497,7 @@ static void test_oct_import_with_imds(void **state)
 		assert_true(json_object_object_get_ex(key_obj, "release_policy", &rp));
 		assert_true(json_object_object_get_ex(rp, "immutable", &imm));
 		assert_true(json_object_get_boolean(imm));
-		run_clear(&r);
+		test_proc_result_clear(&r);
 	}
 	secure_erase(keyfile, 32);
 }
@@ -720,7 +539,7 @@ static void test_rsa_import_with_token(void **state)
 	struct skr_key local = {.type = SKR_KEY_RSA};
 	struct skr_key *released;
 	struct skr_error err = {0};
-	struct run r = {0};
+	struct test_proc_result r = {0};
 	size_t len;
 
 	(void)state;
@@ -733,7 +552,7 @@ static void test_rsa_import_with_token(void **state)
 	write_config(cfg, "rsa-key", "RSA-HSM", claims, token,
 	             ", \"key_derivation\": {\"label\": \"Model Encryption Key\"}");
 	{
-		const char *args[] = {"-c", cfg, "--ca-bundle", ca_path, "-out", NULL};
+		const char *args[] = {"-c", cfg, "--ca-bundle", dc.ca, "-out", NULL};
 
 		run_importkey(dir, args, &r);
 	}
@@ -769,23 +588,23 @@ static void test_rsa_import_with_token(void **state)
 	        skr_key_derive(released, salt, "Model Encryption Key", &from_release, &err), 0);
 	assert_memory_equal(from_release->data, derived->data, SKR_DERIVED_KEY_SIZE);
 	skr_key_free(released);
-	run_clear(&r);
+	test_proc_result_clear(&r);
 
 	/* a second run would generate a new key over private_key.pem: refused, nothing sent */
 	{
-		size_t puts = log_count("PUT /keys");
-		const char *args[] = {"-c", cfg, "--ca-bundle", ca_path, NULL};
+		size_t puts = test_devcloud_log_count(&dc, "PUT /keys");
+		const char *args[] = {"-c", cfg, "--ca-bundle", dc.ca, NULL};
 
 		run_importkey(dir, args, &r);
 		assert_int_equal(r.status, 2);
 		assert_non_null(strstr(r.err, "private_key.pem exists"));
-		assert_int_equal(log_count("PUT /keys"), puts);
-		run_clear(&r);
+		assert_int_equal(test_devcloud_log_count(&dc, "PUT /keys"), puts);
+		test_proc_result_clear(&r);
 	}
 	/* the same key given with -kp and --salt: the same derived key, a new version */
 	{
-		const char *args[] = {"-c", cfg,           "-kp",   pem_path, "--salt",
-		                      salt, "--ca-bundle", ca_path, NULL};
+		const char *args[] = {"-c", cfg,           "-kp", pem_path, "--salt",
+		                      salt, "--ca-bundle", dc.ca, NULL};
 
 		run_importkey(dir, args, &r);
 		if (r.status != 0)
@@ -793,7 +612,7 @@ static void test_rsa_import_with_token(void **state)
 		output_field(r.out, "derived key fingerprint: ", printed_fp, sizeof(printed_fp));
 		assert_string_equal(printed_fp, fp);
 		assert_null(strstr(r.out, "(generated"));
-		run_clear(&r);
+		test_proc_result_clear(&r);
 	}
 	secure_erase(keyfile, len);
 }
@@ -808,8 +627,8 @@ static void test_print_policy_only(void **state)
 	_cleanup_free_ char *expected = NULL;
 	_cleanup_json_ json_object *printed = NULL, *built = NULL;
 	struct skr_error err = {0};
-	size_t puts = log_count("PUT /keys");
-	struct run r = {0};
+	size_t puts = test_devcloud_log_count(&dc, "PUT /keys");
+	struct test_proc_result r = {0};
 
 	(void)state;
 	make_dir("dry", dir, sizeof(dir));
@@ -823,12 +642,12 @@ static void test_print_policy_only(void **state)
 	}
 	if (r.status != 0)
 		fail_msg("importkey --print-policy-only failed (%d):\n%s", r.status, r.err);
-	assert_int_equal(skr_policy_build(maa, claims, strlen(claims), &expected, &err), 0);
+	assert_int_equal(skr_policy_build(dc.attest, claims, strlen(claims), &expected, &err), 0);
 	printed = printed_policy(r.out);
 	built = json_tokener_parse(expected);
 	assert_non_null(printed);
 	assert_true(json_object_equal(printed, built));
-	assert_int_equal(log_count("PUT /keys"), puts);
+	assert_int_equal(test_devcloud_log_count(&dc, "PUT /keys"), puts);
 	{
 		char pem_path[700];
 
@@ -836,13 +655,13 @@ static void test_print_policy_only(void **state)
 		snprintf(pem_path, sizeof(pem_path), "%s/private_key.pem", dir);
 		assert_int_equal(access(pem_path, F_OK), -1);
 	}
-	run_clear(&r);
+	test_proc_result_clear(&r);
 }
 
 static void test_vault_refusal(void **state)
 {
 	char dir[600], cfg[700], claims[1024];
-	struct run r = {0};
+	struct test_proc_result r = {0};
 
 	(void)state;
 	make_dir("refused", dir, sizeof(dir));
@@ -850,7 +669,7 @@ static void test_vault_refusal(void **state)
 	platform_claims(claims, sizeof(claims), true);
 	write_config(cfg, "refused-key", "oct-HSM", claims, "not-a-token", NULL);
 	{
-		const char *args[] = {"-c", cfg, "--ca-bundle", ca_path, "-out", NULL};
+		const char *args[] = {"-c", cfg, "--ca-bundle", dc.ca, "-out", NULL};
 
 		run_importkey(dir, args, &r);
 	}
@@ -863,7 +682,7 @@ static void test_vault_refusal(void **state)
 		snprintf(keyfile_path, sizeof(keyfile_path), "%s/keyfile.bin", dir);
 		assert_int_equal(access(keyfile_path, F_OK), -1);
 	}
-	run_clear(&r);
+	test_proc_result_clear(&r);
 }
 
 int main(void)

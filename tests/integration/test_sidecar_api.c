@@ -22,7 +22,6 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <ifaddrs.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -36,7 +35,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,15 +49,18 @@
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_devcloud.h"
+#include "test_fs.h"
+#include "test_http_client.h"
+#include "test_proc.h"
 
 #define OUT_MAX (64 * 1024 * 1024)
 
 static char tmpdir[] = "/tmp/test_sidecar_api.XXXXXX";
-static char state_dir[512], ca_path[600], platform_dir[600], endpoints_path[600];
-static char devcloud_log[600], daemon_log[600], daemon_err[600], audit_path[600];
-static const char *devcloud_bin, *daemon_bin;
-static pid_t devcloud_pid = -1, daemon_pid = -1;
-static char maa[64], akv[64], imds[128];
+static char daemon_log[600], daemon_err[600], audit_path[600];
+static const char *daemon_bin;
+static struct test_devcloud dc = {.pid = -1};
+static pid_t daemon_pid = -1;
 static char host_hex[65];
 static uint16_t port;
 static char base_url[64];
@@ -69,89 +70,6 @@ static uint8_t key_bytes[32];
 static char *released_k; /* the JWK "k" of the released key */
 static char *maa_token;
 static char *bearer_token;
-
-static void kill_pid(pid_t *pid)
-{
-	if (*pid > 0) {
-		kill(*pid, SIGKILL);
-		waitpid(*pid, NULL, 0);
-		*pid = -1;
-	}
-}
-
-static void at_exit(void)
-{
-	char cmd[700];
-
-	kill_pid(&daemon_pid);
-	kill_pid(&devcloud_pid);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
-/* ---------------------------------------------------------------------------------------------
- * Processes
- * ------------------------------------------------------------------------------------------- */
-
-static int run_devcloud_init(void)
-{
-	pid_t pid = fork();
-	int status;
-
-	if (pid < 0)
-		return -1;
-	if (pid == 0) {
-		int fd = open("/dev/null", O_WRONLY);
-
-		if (fd >= 0)
-			dup2(fd, STDOUT_FILENO);
-		execl(devcloud_bin, devcloud_bin, "init", "--state", state_dir, "--host-data",
-		      host_hex, (char *)NULL);
-		_exit(127);
-	}
-	if (waitpid(pid, &status, 0) < 0 || !WIFEXITED(status))
-		return -1;
-	return WEXITSTATUS(status);
-}
-
-static int endpoint_int(json_object *root, const char *key)
-{
-	json_object *v;
-
-	return json_object_object_get_ex(root, key, &v) ? json_object_get_int(v) : 0;
-}
-
-static int wait_for_devcloud(void)
-{
-	for (int i = 0; i < 600; i++) {
-		_cleanup_free_ char *text = NULL;
-		_cleanup_json_ json_object *root = NULL;
-		size_t len;
-		int status, attest, kv, imds_port;
-
-		if (waitpid(devcloud_pid, &status, WNOHANG) == devcloud_pid) {
-			fprintf(stderr, "devcloud serve exited early (status %d)\n", status);
-			devcloud_pid = -1;
-			return -1;
-		}
-		if (read_file(endpoints_path, 8192, &text, &len) == 0 &&
-		    (root = json_tokener_parse(text))) {
-			attest = endpoint_int(root, "attest_port");
-			kv = endpoint_int(root, "kv_port");
-			imds_port = endpoint_int(root, "imds_port");
-			if (attest > 0 && kv > 0 && imds_port > 0) {
-				snprintf(maa, sizeof(maa), "localhost:%d", attest);
-				snprintf(akv, sizeof(akv), "localhost:%d", kv);
-				snprintf(imds, sizeof(imds), "http://127.0.0.1:%d", imds_port);
-				return 0;
-			}
-		}
-		usleep(50 * 1000);
-	}
-	fprintf(stderr, "devcloud serve did not write %s in 30 s\n", endpoints_path);
-	return -1;
-}
 
 /* A port free on both 127.0.0.1 and ::1 (the daemon's configuration wants a fixed one). */
 static uint16_t free_port(void)
@@ -182,77 +100,24 @@ static uint16_t free_port(void)
 	return 0;
 }
 
-static size_t collect(char *ptr, size_t size, size_t nmemb, void *userdata)
-{
-	return fwrite(ptr, size, nmemb, userdata);
-}
-
-struct http_result {
-	long status;
-	char *body;
-	char *content_type;
-	char *allow;
-	CURLcode rc;
-};
-
-static void http_result_clear(struct http_result *r)
-{
-	free(r->body);
-	free(r->content_type);
-	free(r->allow);
-	memset(r, 0, sizeof(*r));
-}
-
-static size_t on_header(char *buf, size_t size, size_t n, void *userdata)
-{
-	struct http_result *r = userdata;
-	size_t len = size * n;
-
-	if (len > 6 && strncasecmp(buf, "Allow:", 6) == 0)
-		r->allow = strndup(buf + 7, strcspn(buf + 7, "\r\n"));
-	return len;
-}
-
 /* @method @url (http://, https:// with devcloud's CA) with @body (may be NULL). */
 static void http(const char *method, const char *url, const char *const *headers, const char *body,
-                 size_t body_len, struct http_result *res)
+                 size_t body_len, struct test_http_client_response *res)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *hl = NULL;
-	size_t size = 0;
-	FILE *f = open_memstream(&res->body, &size);
-	char *ct = NULL;
-
-	assert_non_null(c);
-	assert_non_null(f);
-	for (size_t i = 0; headers && headers[i]; i++)
-		hl = curl_slist_append(hl, headers[i]);
-	if (body)
-		hl = curl_slist_append(hl, "Content-Type: application/json");
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_CAINFO, ca_path);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, f);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, res);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len);
-	}
-	res->rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &res->status);
-	curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-	res->content_type = ct ? strdup(ct) : NULL;
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(c);
-	fclose(f);
+	/* quiet: the tests look at res->rc themselves (a refused connection can be the point) */
+	test_http_client_request(&(struct test_http_client_request){.method = method,
+	                                                            .url = url,
+	                                                            .ca_bundle = dc.ca,
+	                                                            .headers = headers,
+	                                                            .body = body,
+	                                                            .body_len = body_len,
+	                                                            .timeout_s = 60,
+	                                                            .quiet = true},
+	                         res);
 }
 
-static void api(const char *method, const char *path, const char *body, struct http_result *res)
+static void api(const char *method, const char *path, const char *body,
+                struct test_http_client_response *res)
 {
 	char url[256];
 
@@ -262,19 +127,6 @@ static void api(const char *method, const char *path, const char *body, struct h
 		fail_msg("%s %s: %s", method, path, curl_easy_strerror(res->rc));
 	assert_non_null(res->content_type);
 	assert_string_equal(res->content_type, "application/json; charset=utf-8");
-}
-
-/* Lines of devcloud's request log containing @needle. */
-static size_t devcloud_count(const char *needle)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len, n = 0;
-
-	usleep(100 * 1000); /* the log line follows the response */
-	assert_int_equal(read_file(devcloud_log, OUT_MAX, &text, &len), 0);
-	for (const char *p = text; (p = strstr(p, needle)); p++)
-		n++;
-	return n;
 }
 
 static char *b64_std(const char *s)
@@ -296,42 +148,34 @@ static void start_daemon(const char *skr_args, const char *encfs_args)
 	assert_true(port > 0);
 	snprintf(port_str, sizeof(port_str), "%u", port);
 	snprintf(base_url, sizeof(base_url), "http://localhost:%u", port);
-	daemon_pid = fork();
-	assert_true(daemon_pid >= 0);
-	if (daemon_pid == 0) {
-		int fd = open(daemon_err, O_WRONLY | O_CREAT | O_APPEND, 0600);
+	{
+		const char *const argv[] = {daemon_bin, NULL};
+		const char *const env[] = {"SkrSideCarArgs", skr_b64, "EncfsSideCarArgs", encfs_b64,
+		                           "Port", port_str, "LogFile", daemon_log,
+		                           /* the most verbose level: secrets must not appear at
+		                            * any level */
+		                           "LogLevel", "trace", NULL};
+		struct test_proc_io io = {.stderr_path = daemon_err, .env = env};
 
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
-		setenv("SkrSideCarArgs", skr_b64, 1);
-		if (encfs_b64)
-			setenv("EncfsSideCarArgs", encfs_b64, 1);
-		else
-			unsetenv("EncfsSideCarArgs");
-		setenv("Port", port_str, 1);
-		setenv("LogFile", daemon_log, 1);
-		/* the most verbose level: secrets must not appear at any level */
-		setenv("LogLevel", "trace", 1);
-		execl(daemon_bin, daemon_bin, (char *)NULL);
-		_exit(127);
+		daemon_pid = test_proc_spawn(argv, &io);
+		assert_true(daemon_pid > 0);
+		test_proc_kill_at_exit(&daemon_pid);
 	}
 	/* ready when /status answers */
 	for (int i = 0; i < 300; i++) {
-		struct http_result r = {0};
+		struct test_http_client_response r = {0};
 		char url[128];
 		int status;
 
-		if (waitpid(daemon_pid, &status, WNOHANG) == daemon_pid) {
-			daemon_pid = -1;
+		if (test_proc_exited(&daemon_pid, &status))
 			fail_msg("the daemon exited at start (status %d)", status);
-		}
 		snprintf(url, sizeof(url), "%s/status", base_url);
 		http("GET", url, NULL, NULL, 0, &r);
 		if (r.rc == CURLE_OK && r.status == 200) {
-			http_result_clear(&r);
+			test_http_client_response_clear(&r);
 			return;
 		}
-		http_result_clear(&r);
+		test_http_client_response_clear(&r);
 		usleep(50 * 1000);
 	}
 	fail_msg("the daemon did not answer /status in 15 s");
@@ -340,16 +184,11 @@ static void start_daemon(const char *skr_args, const char *encfs_args)
 /* SIGTERM: exit 0 within the shutdown bound. */
 static void stop_daemon(void)
 {
-	int status = 0;
+	int r = test_proc_stop(&daemon_pid, SIGTERM, 12000);
 
-	assert_int_equal(kill(daemon_pid, SIGTERM), 0);
-	for (int i = 0; i < 240 && waitpid(daemon_pid, &status, WNOHANG) == 0; i++)
-		usleep(50 * 1000);
-	if (waitpid(daemon_pid, &status, WNOHANG) == 0 && kill(daemon_pid, 0) == 0)
+	if (r == -ETIMEDOUT)
 		fail_msg("the daemon did not stop within 12 s of SIGTERM");
-	daemon_pid = -1;
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(r, 0);
 }
 
 static char *skr_args_json(const char *extra)
@@ -361,7 +200,7 @@ static char *skr_args_json(const char *extra)
 	                     " \"attestation_source\": \"virtual\","
 	                     " \"virtual_platform_dir\": \"%s\", \"ca_bundle\": \"%s\","
 	                     " \"imds_endpoint\": \"%s\", \"audit_file\": \"%s\"%s}",
-	                     platform_dir, ca_path, imds, audit_path, extra ? extra : "") > 0);
+	                     dc.platform, dc.ca, dc.imds, audit_path, extra ? extra : "") > 0);
 	return json;
 }
 
@@ -369,14 +208,14 @@ static char *skr_args_json(const char *extra)
 static char *imds_vault_token(void)
 {
 	static const char *const headers[] = {"Metadata: true", NULL};
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 	_cleanup_json_ json_object *root = NULL;
 	json_object *t;
 	char url[300];
 	char *token;
 
 	snprintf(url, sizeof(url),
-	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", imds,
+	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc.imds,
 	         "https%3A%2F%2Fvault.azure.net");
 	http("GET", url, headers, NULL, 0, &r);
 	assert_int_equal(r.status, 200);
@@ -384,7 +223,7 @@ static char *imds_vault_token(void)
 	assert_non_null(root);
 	assert_true(json_object_object_get_ex(root, "access_token", &t));
 	token = strdup(json_object_get_string(t));
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 	return token;
 }
 
@@ -400,7 +239,7 @@ static void import_key(const char *name)
 	                 "[[{\"claim\": \"x-ms-sevsnpvm-hostdata\", \"equals\": \"%s\"},"
 	                 " {\"claim\": \"x-ms-sevsnpvm-is-debuggable\", \"equals\": \"false\"}]]",
 	                 host_hex) > 0);
-	if (skr_policy_build(maa, claims, strlen(claims), &policy, &err) < 0)
+	if (skr_policy_build(dc.attest, claims, strlen(claims), &policy, &err) < 0)
 		fail_msg("policy: %s", err.msg);
 	assert_int_equal(RAND_bytes(key_bytes, sizeof(key_bytes)), 1);
 	assert_int_equal(b64_encode(key_bytes, sizeof(key_bytes), B64_URL_NOPAD, &k), 0);
@@ -409,7 +248,7 @@ static void import_key(const char *name)
 	                     "\"k\":\"%s\",\"key_size\":256}",
 	                     k) > 0);
 	struct skr_akv_import imp = {
-	        .endpoint = akv,
+	        .endpoint = dc.kv,
 	        .name = name,
 	        .jwk_json = jwk,
 	        .jwk_len = strlen(jwk),
@@ -417,7 +256,7 @@ static void import_key(const char *name)
 	        .policy_json = policy,
 	        .exportable = true,
 	        .bearer_token = token,
-	        .ca_bundle = ca_path,
+	        .ca_bundle = dc.ca,
 	};
 	if (skr_akv_import_key(&imp, &kid, &err) < 0)
 		fail_msg("import: %s", err.msg);
@@ -427,21 +266,18 @@ static void import_key(const char *name)
 static int group_setup(void **state)
 {
 	uint8_t host_data[32];
+	char state_dir[512], devcloud_log[600];
 
 	(void)state;
-	devcloud_bin = getenv("DEVCLOUD_BIN");
 	daemon_bin = getenv("SIDECAR_BIN");
-	if (!devcloud_bin || !daemon_bin) {
+	if (!test_devcloud_bin() || !daemon_bin) {
 		fprintf(stderr, "DEVCLOUD_BIN and SIDECAR_BIN must be set (meson test does)\n");
 		return -1;
 	}
 	if (!mkdtemp(tmpdir))
 		return -1;
-	atexit(at_exit);
+	test_fs_remove_at_exit(tmpdir);
 	snprintf(state_dir, sizeof(state_dir), "%s/state", tmpdir);
-	snprintf(ca_path, sizeof(ca_path), "%s/ca.pem", state_dir);
-	snprintf(platform_dir, sizeof(platform_dir), "%s/platform", state_dir);
-	snprintf(endpoints_path, sizeof(endpoints_path), "%s/endpoints.json", state_dir);
 	snprintf(devcloud_log, sizeof(devcloud_log), "%s/devcloud.log", tmpdir);
 	snprintf(daemon_log, sizeof(daemon_log), "%s/sidecar.log", tmpdir);
 	snprintf(daemon_err, sizeof(daemon_err), "%s/sidecar.stderr", tmpdir);
@@ -449,32 +285,22 @@ static int group_setup(void **state)
 	if (RAND_bytes(host_data, sizeof(host_data)) != 1)
 		return -1;
 	hex_encode(host_data, sizeof(host_data), host_hex);
-	if (run_devcloud_init() != 0) {
-		fprintf(stderr, "devcloud init failed\n");
-		return -1;
-	}
-	devcloud_pid = fork();
-	if (devcloud_pid < 0)
-		return -1;
-	if (devcloud_pid == 0) {
-		int fd = open(devcloud_log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0600);
-
-		if (fd >= 0)
-			dup2(fd, STDERR_FILENO);
+	{
+		const char *const init_args[] = {"--host-data", host_hex, NULL};
 		/* info: the request log is how the tests see what was (not) sent */
-		execl(devcloud_bin, devcloud_bin, "serve", "--state", state_dir, "--attest-port",
-		      "0", "--kv-port", "0", "--imds-port", "0", "--log-level", "info",
-		      (char *)NULL);
-		_exit(127);
+		const char *const serve_args[] = {"--log-level", "info", NULL};
+
+		if (test_devcloud_init(&dc, state_dir, devcloud_log, init_args) < 0)
+			return -1;
+		return test_devcloud_serve(&dc, serve_args);
 	}
-	return wait_for_devcloud();
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	kill_pid(&daemon_pid);
-	kill_pid(&devcloud_pid);
+	test_proc_kill(&daemon_pid);
+	test_devcloud_kill(&dc);
 	free(released_k);
 	free(maa_token);
 	free(bearer_token);
@@ -490,7 +316,7 @@ static const char *str_field(json_object *o, const char *key)
 	return json_object_get_string(v);
 }
 
-static json_object *parse_ok(const struct http_result *r)
+static json_object *parse_ok(const struct test_http_client_response *r)
 {
 	json_object *o;
 
@@ -512,7 +338,7 @@ static void start_default_daemon(void)
 	assert_true(asprintf(&extra,
 	                     ", \"allowed_endpoints\": {\"attestation\": [\"%s\"], \"key_vault\": "
 	                     "[\"https://%s\"]}",
-	                     maa, akv) > 0);
+	                     dc.attest, dc.kv) > 0);
 	json = skr_args_json(extra);
 	start_daemon(json, NULL);
 }
@@ -520,13 +346,13 @@ static void start_default_daemon(void)
 static void expect(const char *method, const char *path, const char *body, long code,
                    const char *expected)
 {
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 
 	api(method, path, body, &r);
 	if (r.status != code || strcmp(r.body, expected) != 0)
 		fail_msg("%s %s %.80s: got %ld %s, expected %ld %s", method, path,
 		         body ? body : "(none)", r.status, r.body, code, expected);
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 }
 
 static void expect_error(const char *method, const char *path, const char *body, long code,
@@ -546,9 +372,10 @@ static void test_requests(void **state)
 	                              "or URL-safe alphabet with '=' padding";
 	static const char *const attest_paths[] = {"/attest/raw", "/attest/combined"};
 	char body[512];
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 	_cleanup_free_ char *big = malloc(1024 * 1024 + 1);
-	size_t tokens = devcloud_count("/metadata/identity"), attests = devcloud_count("/attest/");
+	size_t tokens = test_devcloud_log_count(&dc, "/metadata/identity"),
+	       attests = test_devcloud_log_count(&dc, "/attest/");
 
 	(void)state;
 	start_default_daemon();
@@ -564,13 +391,13 @@ static void test_requests(void **state)
 	assert_string_equal(r.allow, "GET, HEAD");
 	assert_string_equal(r.body,
 	                    "{\"error\":\"method POST is not allowed on /status: use GET\"}");
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 	api("GET", "/key/release", NULL, &r);
 	assert_int_equal(r.status, 405);
 	assert_string_equal(r.allow, "POST");
 	assert_string_equal(r.body,
 	                    "{\"error\":\"method GET is not allowed on /key/release: use POST\"}");
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 
 	for (size_t i = 0; i < ELEMENTSOF(attest_paths); i++) {
 		const char *p = attest_paths[i];
@@ -591,28 +418,30 @@ static void test_requests(void **state)
 		expect_error("POST", p, "{\"runtime_data\": \"***\"}", 400, not_b64);
 		expect_error("POST", p, "{\"runtime_data\": \"QUI\"}", 400, not_b64);
 	}
-	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": 1}", maa);
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": 1}", dc.attest);
 	expect_error("POST", "/attest/maa", body, 400, "field 'runtime_data' must be a string");
 	expect_error("POST", "/attest/maa", "{\"runtime_data\": \"QUJD\"}", 400,
 	             "field 'maa_endpoint' is required");
 	expect_error("POST", "/attest/maa", "{\"maa_endpoint\": \"\", \"runtime_data\": \"QUJD\"}",
 	             400, "field 'maa_endpoint' is required and may not be empty");
-	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"Q\"}", maa);
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"Q\"}",
+	         dc.attest);
 	expect_error("POST", "/attest/maa", body, 400, not_b64);
-	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\"}", maa,
-	         akv);
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\"}",
+	         dc.attest, dc.kv);
 	expect_error("POST", "/key/release", body, 400, "field 'kid' is required");
 	snprintf(body, sizeof(body),
-	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"\"}", maa, akv);
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"\"}", dc.attest,
+	         dc.kv);
 	expect_error("POST", "/key/release", body, 400,
 	             "field 'kid' is required and may not be empty");
 	snprintf(body, sizeof(body),
-	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": 7, \"kid\": \"k\"}", maa);
+	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": 7, \"kid\": \"k\"}", dc.attest);
 	expect_error("POST", "/key/release", body, 400, "field 'akv_endpoint' must be a string");
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"k\", "
 	         "\"access_token\": false}",
-	         maa, akv);
+	         dc.attest, dc.kv);
 	expect_error("POST", "/key/release", body, 400, "field 'access_token' must be a string");
 	expect_error("POST", "/key/release", "{\"kid\": \"k\"}", 400,
 	             "field 'maa_endpoint' is required");
@@ -630,8 +459,8 @@ static void test_requests(void **state)
 	expect_error("POST", "/key/release", big, 413, "request body is larger than 65536 bytes");
 
 	/* none of it reached devcloud */
-	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
-	assert_int_equal(devcloud_count("/attest/"), attests);
+	assert_int_equal(test_devcloud_log_count(&dc, "/metadata/identity"), tokens);
+	assert_int_equal(test_devcloud_log_count(&dc, "/attest/"), attests);
 	/* still serving */
 	expect("GET", "/status", NULL, 200,
 	       "{\"message\":\"Status OK\",\"state\":\"ready\",\"filesystems\":[]}");
@@ -660,7 +489,7 @@ static void expect_bound_report(const uint8_t *report, const void *runtime, size
 
 static void test_attest(void **state)
 {
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 	_cleanup_json_ json_object *raw = NULL, *combined = NULL, *maa_out = NULL;
 	_cleanup_free_ uint8_t *ev = NULL, *chain = NULL;
 	_cleanup_free_ char *claims = NULL, *issuer = NULL;
@@ -679,7 +508,7 @@ static void test_attest(void **state)
 	        hex_decode(str_field(raw, "report"), 2 * SNP_REPORT_SIZE, report, sizeof(report)),
 	        0);
 	expect_bound_report(report, "\xfb\xff\xbf", 3);
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 
 	/* /attest/combined */
 	api("POST", "/attest/combined", "{\"runtime_data\": \"eyJub25jZSI6MX0=\"}", &r);
@@ -703,7 +532,7 @@ static void test_attest(void **state)
 		                 0);
 		assert_true(snp_cert_chain_is_complete(c));
 		/* the evidence verifies against the platform's ARK */
-		assert_int_equal(snp_virtual_open(platform_dir, &v, &err), 0);
+		assert_int_equal(snp_virtual_open(dc.platform, &v, &err), 0);
 		assert_int_equal(snp_trust_store_new(&ts, &err), 0);
 		assert_int_equal(snp_trust_store_add_pem(ts, snp_virtual_ark_pem(v),
 		                                         strlen(snp_virtual_ark_pem(v)), &err),
@@ -716,18 +545,18 @@ static void test_attest(void **state)
 	}
 	assert_int_equal(strlen(str_field(combined, "endorsed_tcb")), 16);
 	assert_string_equal(str_field(combined, "uvm_endorsements"), "");
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 
 	/* /attest/maa: a token that verifies against devcloud's keys */
-	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"%s\"}", maa,
-	         "eyJub25jZSI6Mn0=");
+	snprintf(body, sizeof(body), "{\"maa_endpoint\": \"%s\", \"runtime_data\": \"%s\"}",
+	         dc.attest, "eyJub25jZSI6Mn0=");
 	api("POST", "/attest/maa", body, &r);
 	maa_out = parse_ok(&r);
 	assert_int_equal(json_object_object_length(maa_out), 1);
 	maa_token = strdup(str_field(maa_out, "token"));
-	http_result_clear(&r);
-	assert_int_equal(skr_token_verifier_new(ca_path, &verifier, &err), 0);
-	assert_true(asprintf(&issuer, "https://%s", maa) > 0);
+	test_http_client_response_clear(&r);
+	assert_int_equal(skr_token_verifier_new(dc.ca, &verifier, &err), 0);
+	assert_true(asprintf(&issuer, "https://%s", dc.attest) > 0);
 	if (skr_token_verifier_verify(verifier, issuer, maa_token, &claims, &err) < 0)
 		fail_msg("token does not verify: %s", err.msg);
 	skr_token_verifier_free(verifier);
@@ -748,7 +577,7 @@ static void test_attest(void **state)
  * 3. Key release
  * ------------------------------------------------------------------------------------------- */
 
-static void expect_released_jwk(const struct http_result *r)
+static void expect_released_jwk(const struct test_http_client_response *r)
 {
 	_cleanup_json_ json_object *outer = parse_ok(r), *jwk = NULL;
 	_cleanup_free_ char *k = NULL;
@@ -769,7 +598,7 @@ static void expect_released_jwk(const struct http_result *r)
 
 static void test_release(void **state)
 {
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 	char body[1024];
 	size_t tokens;
 
@@ -777,50 +606,50 @@ static void test_release(void **state)
 	import_key("sidecar-key");
 
 	/* the daemon's own identity (devcloud's IMDS) */
-	tokens = devcloud_count("/metadata/identity");
+	tokens = test_devcloud_log_count(&dc, "/metadata/identity");
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"sidecar-key\"}",
-	         maa, akv);
+	         dc.attest, dc.kv);
 	api("POST", "/key/release", body, &r);
 	expect_released_jwk(&r);
-	http_result_clear(&r);
-	assert_true(devcloud_count("/metadata/identity") > tokens);
+	test_http_client_response_clear(&r);
+	assert_true(test_devcloud_log_count(&dc, "/metadata/identity") > tokens);
 
 	/* a caller's access_token: no IMDS request */
 	bearer_token = imds_vault_token();
-	tokens = devcloud_count("/metadata/identity");
+	tokens = test_devcloud_log_count(&dc, "/metadata/identity");
 	{
 		_cleanup_free_ char *with_token = NULL;
 
 		assert_true(asprintf(&with_token,
 		                     "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"https://%s\", "
 		                     "\"kid\": \"sidecar-key\", \"access_token\": \"%s\"}",
-		                     maa, akv, bearer_token) > 0);
+		                     dc.attest, dc.kv, bearer_token) > 0);
 		api("POST", "/key/release", with_token, &r);
 	}
 	expect_released_jwk(&r);
-	http_result_clear(&r);
-	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
+	test_http_client_response_clear(&r);
+	assert_int_equal(test_devcloud_log_count(&dc, "/metadata/identity"), tokens);
 
 	/* no such key: 404 with the vault's reason */
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"missing-key\"}",
-	         maa, akv);
+	         dc.attest, dc.kv);
 	api("POST", "/key/release", body, &r);
 	assert_int_equal(r.status, 404);
 	assert_true(strncmp(r.body, "{\"error\":\"secure key release failed: ", 37) == 0);
 	assert_non_null(strstr(r.body, "missing-key"));
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 
 	/* a bad bearer token: refused by the vault → 403 */
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": \"sidecar-key\", "
 	         "\"access_token\": \"not-a-valid-token\"}",
-	         maa, akv);
+	         dc.attest, dc.kv);
 	api("POST", "/key/release", body, &r);
 	assert_int_equal(r.status, 403);
 	assert_true(strncmp(r.body, "{\"error\":\"secure key release failed: ", 37) == 0);
-	http_result_clear(&r);
+	test_http_client_response_clear(&r);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -830,34 +659,35 @@ static void test_release(void **state)
 static void test_allowlist(void **state)
 {
 	char body[1024], want[1024];
-	size_t tokens = devcloud_count("/metadata/identity"), releases = devcloud_count("/release"),
-	       attests = devcloud_count("/attest/");
+	size_t tokens = test_devcloud_log_count(&dc, "/metadata/identity"),
+	       releases = test_devcloud_log_count(&dc, "/release"),
+	       attests = test_devcloud_log_count(&dc, "/attest/");
 
 	(void)state;
 	/* another vault (devcloud's IMDS port, say): refused before attesting or any token */
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"attacker.example.net\", \"kid\": "
 	         "\"sidecar-key\"}",
-	         maa);
+	         dc.attest);
 	snprintf(want, sizeof(want),
 	         "akv_endpoint 'attacker.example.net' is not allowed by configuration (allowed: "
 	         "%s); add it to allowed_endpoints.key_vault in SkrSideCarArgs",
-	         akv);
+	         dc.kv);
 	expect_error("POST", "/key/release", body, 403, want);
 	snprintf(body, sizeof(body),
 	         "{\"maa_endpoint\": \"127.0.0.2:1\", \"akv_endpoint\": \"%s\", \"kid\": "
 	         "\"sidecar-key\"}",
-	         akv);
+	         dc.kv);
 	snprintf(want, sizeof(want),
 	         "maa_endpoint '127.0.0.2:1' is not allowed by configuration (allowed: %s); add it "
 	         "to allowed_endpoints.attestation in SkrSideCarArgs",
-	         maa);
+	         dc.attest);
 	expect_error("POST", "/key/release", body, 403, want);
 	expect_error("POST", "/attest/maa",
 	             "{\"maa_endpoint\": \"127.0.0.2:1\", \"runtime_data\": \"QUJD\"}", 403, want);
-	assert_int_equal(devcloud_count("/metadata/identity"), tokens);
-	assert_int_equal(devcloud_count("/release"), releases);
-	assert_int_equal(devcloud_count("/attest/"), attests);
+	assert_int_equal(test_devcloud_log_count(&dc, "/metadata/identity"), tokens);
+	assert_int_equal(test_devcloud_log_count(&dc, "/release"), releases);
+	assert_int_equal(test_devcloud_log_count(&dc, "/attest/"), attests);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -868,35 +698,21 @@ static void test_allowlist(void **state)
 /* Run the sidecar binary with @args; its exit code, stdout and stderr (malloc'ed). */
 static int run_cli(const char *const *args, char **out, char **err)
 {
-	char out_path[700], err_path[700];
 	const char *argv[32] = {daemon_bin};
-	size_t n = 1, len;
-	pid_t pid;
+	struct test_proc_result res;
+	size_t n = 1;
 	int status;
 
-	snprintf(out_path, sizeof(out_path), "%s/cli.stdout", tmpdir);
-	snprintf(err_path, sizeof(err_path), "%s/cli.stderr", tmpdir);
 	for (; args[n - 1] && n < 31; n++)
 		argv[n] = args[n - 1];
 	argv[n] = NULL;
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		int fo = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-		int fe = open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-
-		if (fo < 0 || fe < 0)
-			_exit(126);
-		dup2(fo, STDOUT_FILENO);
-		dup2(fe, STDERR_FILENO);
-		execv(daemon_bin, (char *const *)argv);
-		_exit(127);
-	}
-	assert_int_equal(waitpid(pid, &status, 0), pid);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(read_file(out_path, OUT_MAX, out, &len), 0);
-	assert_int_equal(read_file(err_path, OUT_MAX, err, &len), 0);
-	return WEXITSTATUS(status);
+	assert_int_equal(test_proc_run(argv, NULL, &res), 0);
+	assert_true(res.status >= 0); /* exited, not killed by a signal */
+	status = res.status;
+	*out = TAKE_PTR(res.out);
+	*err = TAKE_PTR(res.err);
+	test_proc_result_clear(&res);
+	return status;
 }
 
 /*
@@ -937,22 +753,22 @@ static void test_cli(void **state)
 	}
 
 	/* With a working platform: the library's own checks are usage errors too. */
-	before = devcloud_count("POST /attest/SevSnpVm");
-	snprintf(maa_path, sizeof(maa_path), "https://%s/prefix", maa);
+	before = test_devcloud_log_count(&dc, "POST /attest/SevSnpVm");
+	snprintf(maa_path, sizeof(maa_path), "https://%s/prefix", dc.attest);
 	{
-		const char *bad_path[] = {"attest",     "--maa-endpoint",
-		                          maa_path,     "--attestation-source",
-		                          "virtual",    "--virtual-dir",
-		                          platform_dir, "--ca-bundle",
-		                          ca_path,      NULL};
+		const char *bad_path[] = {"attest",    "--maa-endpoint",
+		                          maa_path,    "--attestation-source",
+		                          "virtual",   "--virtual-dir",
+		                          dc.platform, "--ca-bundle",
+		                          dc.ca,       NULL};
 		const char *not_json[] = {
-		        "attest",  "--maa-endpoint", maa,          "--attestation-source",
-		        "virtual", "--virtual-dir",  platform_dir, "--ca-bundle",
-		        ca_path,   "--runtime-data", "not json",   NULL};
+		        "attest",  "--maa-endpoint", dc.attest,   "--attestation-source",
+		        "virtual", "--virtual-dir",  dc.platform, "--ca-bundle",
+		        dc.ca,     "--runtime-data", "not json",  NULL};
 		const char *ok[] = {
-		        "attest",  "--maa-endpoint", maa,           "--attestation-source",
-		        "virtual", "--virtual-dir",  platform_dir,  "--ca-bundle",
-		        ca_path,   "--runtime-data", "{\"cli\":1}", NULL};
+		        "attest",  "--maa-endpoint", dc.attest,     "--attestation-source",
+		        "virtual", "--virtual-dir",  dc.platform,   "--ca-bundle",
+		        dc.ca,     "--runtime-data", "{\"cli\":1}", NULL};
 		_cleanup_free_ char *out = NULL, *err = NULL, *out2 = NULL, *err2 = NULL;
 		_cleanup_free_ char *out3 = NULL, *err3 = NULL;
 		_cleanup_json_ json_object *claims = NULL;
@@ -961,7 +777,7 @@ static void test_cli(void **state)
 		assert_non_null(strstr(err, "has a path"));
 		assert_int_equal(run_cli(not_json, &out2, &err2), 2);
 		assert_non_null(strstr(err2, "runtime_data is not valid JSON"));
-		assert_int_equal(devcloud_count("POST /attest/SevSnpVm"), before);
+		assert_int_equal(test_devcloud_log_count(&dc, "POST /attest/SevSnpVm"), before);
 
 		if (run_cli(ok, &out3, &err3) != 0)
 			fail_msg("attest: %s", err3);
@@ -972,24 +788,24 @@ static void test_cli(void **state)
 		                         json_object_object_get(claims, "x-ms-runtime"), "cli")),
 		                 1);
 		assert_true(strspn(str_field(claims, "nonce"), "0123456789") > 0);
-		assert_int_equal(devcloud_count("POST /attest/SevSnpVm"), before + 1);
+		assert_int_equal(test_devcloud_log_count(&dc, "POST /attest/SevSnpVm"), before + 1);
 	}
 }
 
 /* devcloud's request log escapes the decoded path: a client cannot forge a log line. */
 static void test_devcloud_log_injection(void **state)
 {
-	struct http_result r = {0};
+	struct test_http_client_response r = {0};
 	char url[256];
 
 	(void)state;
-	snprintf(url, sizeof(url), "https://%s/x%%0AGET%%20/forged%%20200", maa);
+	snprintf(url, sizeof(url), "https://%s/x%%0AGET%%20/forged%%20200", dc.attest);
 	http("GET", url, NULL, NULL, 0, &r);
 	assert_int_equal(r.status, 404);
 	assert_non_null(strstr(r.body, "/x%0AGET%20/forged%20200"));
-	http_result_clear(&r);
-	assert_int_equal(devcloud_count("GET /x%0AGET%20/forged%20200 404"), 1);
-	assert_int_equal(devcloud_count("\nGET /forged"), 0);
+	test_http_client_response_clear(&r);
+	assert_int_equal(test_devcloud_log_count(&dc, "GET /x%0AGET%20/forged%20200 404"), 1);
+	assert_int_equal(test_devcloud_log_count(&dc, "\nGET /forged"), 0);
 }
 
 static size_t listening_addresses(const char *file, uint16_t p, char addrs[][40], size_t max)
@@ -1162,19 +978,19 @@ static void test_audit_and_signals(void **state)
 	stop_daemon();
 	/* stopped: the port refuses connections */
 	{
-		struct http_result r = {0};
+		struct test_http_client_response r = {0};
 		char url[128];
 
 		snprintf(url, sizeof(url), "%s/status", base_url);
 		http("GET", url, NULL, NULL, 0, &r);
 		assert_int_equal(r.rc, CURLE_COULDNT_CONNECT);
-		http_result_clear(&r);
+		test_http_client_response_clear(&r);
 	}
 
 	/* EncfsSideCarArgs: the filesystem is in /status, its key's endpoints are allowed */
 	{
 		_cleanup_free_ char *skr = skr_args_json(NULL), *encfs = NULL;
-		struct http_result r = {0};
+		struct test_http_client_response r = {0};
 		char body[1024];
 
 		assert_true(asprintf(&encfs,
@@ -1183,7 +999,7 @@ static void test_audit_and_signals(void **state)
 		                     "\"mount_point\": \"/mnt/remote/share\", \"key\": {\"kid\": "
 		                     "\"sidecar-key\", \"kty\": \"oct-HSM\", \"authority\": "
 		                     "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}]}",
-		                     maa, akv) > 0);
+		                     dc.attest, dc.kv) > 0);
 		start_daemon(skr, encfs);
 		/* nothing mounts it in this daemon yet: pending, so not "Status OK" */
 		expect("GET", "/status", NULL, 200,
@@ -1192,10 +1008,10 @@ static void test_audit_and_signals(void **state)
 		snprintf(body, sizeof(body),
 		         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": "
 		         "\"sidecar-key\"}",
-		         maa, akv);
+		         dc.attest, dc.kv);
 		api("POST", "/key/release", body, &r);
 		expect_released_jwk(&r);
-		http_result_clear(&r);
+		test_http_client_response_clear(&r);
 		stop_daemon();
 	}
 }

@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "test_atexit.h"
 #include "test_fs.h"
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
@@ -27,24 +28,13 @@ int test_fs_rm_rf(const char *path)
 	return -r;
 }
 
-#define AT_EXIT_MAX 8
-static const char *at_exit_paths[AT_EXIT_MAX];
-static size_t n_at_exit;
-
-static void remove_at_exit(void)
+static void remove_at_exit(void *path)
 {
-	for (size_t i = n_at_exit; i-- > 0;)
-		if (test_fs_rm_rf(at_exit_paths[i]) < 0)
-			fprintf(stderr, "cannot remove %s\n", at_exit_paths[i]);
+	if (test_fs_rm_rf(path) < 0)
+		fprintf(stderr, "cannot remove %s\n", (const char *)path);
 }
 
 void test_fs_remove_at_exit(const char *path)
 {
-	if (n_at_exit == 0)
-		atexit(remove_at_exit);
-	if (n_at_exit == AT_EXIT_MAX) {
-		fprintf(stderr, "test_fs_remove_at_exit: more than %d paths\n", AT_EXIT_MAX);
-		abort();
-	}
-	at_exit_paths[n_at_exit++] = path;
+	test_atexit(remove_at_exit, (void *)path);
 }

@@ -9,7 +9,7 @@
 int test_fs_rm_rf(const char *path);
 
 /*
- * Remove @path (a buffer that stays valid: a static mkdtemp() template) at exit. Processes
- * registered with test_proc_kill_at_exit() afterwards are killed before it is removed.
+ * Remove @path (a buffer that stays valid: a static mkdtemp() template) at exit, after the
+ * processes registered later with test_proc_kill_at_exit() are killed (test_atexit.h).
  */
 void test_fs_remove_at_exit(const char *path);

@@ -16,11 +16,13 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
 
 #include "b64.h"
 #include "cleanup.h"
 #include "json_util.h"
 #include "ossl.h"
+#include "secret.h"
 
 static inline void test_kv_add_bn(json_object *o, const char *name, EVP_PKEY *key,
                                   const char *param, size_t pad_to)
@@ -79,6 +81,27 @@ static inline char *test_kv_private_jwk(EVP_PKEY *key, const char *kty)
 	text = strdup(json_compact(o));
 	json_object_put(o);
 	return text;
+}
+
+/* PKCS#8 DER of @key in locked memory, as the unwrapper delivers released RSA/EC keys. */
+static inline struct secret *test_kv_pkcs8(EVP_PKEY *key)
+{
+	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
+	unsigned char *der = NULL;
+	struct secret *s;
+	int len;
+
+	if (!p8)
+		abort();
+	len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
+	PKCS8_PRIV_KEY_INFO_free(p8);
+	if (len <= 0)
+		abort();
+	s = secret_new_copy(der, (size_t)len);
+	OPENSSL_clear_free(der, (size_t)len);
+	if (!s)
+		abort();
+	return s;
 }
 
 /* An oct JWK for @key (b64url-nopad k). */

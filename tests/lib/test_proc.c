@@ -10,9 +10,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_atexit.h"
 #include "test_proc.h"
 
-/* Only async-signal-safe calls between fork() and exec: the parent may have threads. */
+/* Between fork() and exec: no stdio (the parent's buffers); setenv() is the one allocation. */
 static void redirect(const char *path, int flags, int target)
 {
 	int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0600);
@@ -45,8 +46,7 @@ static void child_exec(const char *const *argv, const struct test_proc_io *io, i
 	_exit(127);
 }
 
-static pid_t spawn(const char *const *argv, const struct test_proc_io *io, int out_fd,
-                   int err_fd)
+static pid_t spawn(const char *const *argv, const struct test_proc_io *io, int out_fd, int err_fd)
 {
 	pid_t parent = getpid();
 	pid_t pid;
@@ -122,28 +122,14 @@ void test_proc_kill(pid_t *pid)
 	}
 }
 
-#define AT_EXIT_MAX 8
-static pid_t *at_exit_pids[AT_EXIT_MAX];
-static size_t n_at_exit;
-
-static void kill_at_exit(void)
+static void kill_at_exit(void *pid)
 {
-	for (size_t i = 0; i < n_at_exit; i++)
-		test_proc_kill(at_exit_pids[i]);
+	test_proc_kill(pid);
 }
 
 void test_proc_kill_at_exit(pid_t *pid)
 {
-	for (size_t i = 0; i < n_at_exit; i++)
-		if (at_exit_pids[i] == pid)
-			return;
-	if (n_at_exit == 0)
-		atexit(kill_at_exit);
-	if (n_at_exit == AT_EXIT_MAX) {
-		fprintf(stderr, "test_proc_kill_at_exit: more than %d processes\n", AT_EXIT_MAX);
-		abort();
-	}
-	at_exit_pids[n_at_exit++] = pid;
+	test_atexit(kill_at_exit, pid);
 }
 
 /* The whole of the unnamed file @f (the child's output) as a NUL-terminated string. */

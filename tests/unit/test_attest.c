@@ -41,7 +41,10 @@
 #include "log.h"
 #include "ossl.h"
 #include "skr.h"
+#include "test_fs.h"
 #include "test_http_server.h"
+#include "test_log.h"
+#include "test_platform.h"
 
 struct world {
 	char tmp[64];
@@ -71,9 +74,8 @@ static void make_platform(const char *dir, uint8_t snp_svn, char **ark, char **c
 
 	snp_virtual_params_default(&p);
 	p.tcb.snp = snp_svn;
-	if (snp_virtual_create(dir, &p, &err) < 0)
-		fail_msg("snp_virtual_create %s: %s", dir, err.msg);
-	assert_int_equal(snp_virtual_open(dir, &v, &err), 0);
+	if (test_platform_new(dir, &p, &v, &err) < 0)
+		fail_msg("virtual platform %s: %s", dir, err.msg);
 	if (ark)
 		*ark = strdup(snp_virtual_ark_pem(v));
 	*chain = strdup(snp_virtual_chain_pem(v));
@@ -135,20 +137,10 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_rf(const char *path)
-{
-	_cleanup_free_ char *cmd = NULL;
-
-	/* Test-only cleanup of a mkdtemp() directory we created. */
-	if (asprintf(&cmd, "rm -rf '%s'", path) < 0)
-		return -1;
-	return system(cmd);
-}
-
 static int teardown(void **state)
 {
 	test_http_server_stop(W.srv);
-	rm_rf(W.tmp);
+	test_fs_rm_rf(W.tmp);
 	free(W.dir_p);
 	free(W.dir_p_new);
 	free(W.dir_q);
@@ -262,31 +254,6 @@ static void assert_verifies(const uint8_t *report, const char *chain_pem)
 		fail_msg("snp_report_verify: %s", err.msg);
 	snp_cert_chain_free(chain);
 	snp_trust_store_free(ts);
-}
-
-static char *logged;
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	char *n = NULL;
-
-	assert_true(asprintf(&n, "%s%s\n", logged ? logged : "", msg) > 0);
-	free(logged);
-	logged = n;
-}
-
-static void capture_start(void)
-{
-	free(logged);
-	logged = NULL;
-	log_set_level(LOG_LEVEL_DEBUG);
-	log_set_sink(capture, NULL);
-}
-
-static void capture_stop(void)
-{
-	log_set_sink(NULL, NULL);
-	log_set_level(LOG_LEVEL_INFO);
 }
 
 static const char runtime[] = "{\"keys\":[{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}]}";
@@ -444,9 +411,9 @@ static void test_refresh_from_cache(void **state)
 	context_write_thim_of(ctx, W.chain_p, W.t0);
 	test_http_server_reply(W.srv, NULL, 200, "application/x-pem-file", W.chain_q);
 	a = attester(&(struct attester_opts){W.dir_p_new, ctx, true});
-	capture_start();
+	test_log_capture_start(LOG_LEVEL_DEBUG);
 	r = skr_attest_evidence(a, (const uint8_t *)runtime, strlen(runtime), &e, &err);
-	capture_stop();
+	test_log_capture_stop();
 	if (r < 0)
 		fail_msg("skr_attest_evidence: %s", err.msg);
 	assert_string_equal(e.endorsed_tcb, t1);
@@ -463,9 +430,10 @@ static void test_refresh_from_cache(void **state)
 		snprintf(tcb_path, sizeof(tcb_path), "/%" PRIx64, W.t1);
 		assert_non_null(strstr(req->path, tcb_path));
 	}
-	assert_non_null(logged);
-	assert_non_null(strstr(logged, "refreshing the certificate chain from the certificate "
-	                               "cache"));
+	assert_non_null(test_log_captured());
+	assert_non_null(strstr(test_log_captured(),
+	                       "refreshing the certificate chain from the certificate "
+	                       "cache"));
 	skr_evidence_clear(&e);
 	skr_attester_free(a);
 }

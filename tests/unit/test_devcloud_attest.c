@@ -23,6 +23,8 @@
 #include "fileio.h"
 #include "json_util.h"
 #include "ossl.h"
+#include "test_fs.h"
+#include "test_platform.h"
 
 #define HOST "localhost:8443"
 #define RUNTIME "{\"keys\":[{\"kid\":\"k1\",\"kty\":\"RSA\"}],\"purpose\":\"unit\"}"
@@ -34,20 +36,11 @@ static struct devcloud *dc;
 static struct snp_virtual *other; /* a platform whose ARK devcloud does not trust */
 static uint8_t host_data[32];
 
-static int rm_rf(const char *dir)
-{
-	char cmd[512];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	return system(cmd);
-}
-
 static int group_setup(void **state)
 {
 	struct devcloud_init_options io;
 	struct devcloud_serve_options so;
 	struct skr_error err = {0};
-	struct snp_virtual_params p;
 	_cleanup_free_ char *state_dir = NULL, *other_dir = NULL;
 
 	(void)state;
@@ -74,9 +67,7 @@ static int group_setup(void **state)
 		fprintf(stderr, "open: %s\n", skr_error_message(&err));
 		return -1;
 	}
-	snp_virtual_params_default(&p);
-	if (snp_virtual_create(other_dir, &p, &err) < 0 ||
-	    snp_virtual_open(other_dir, &other, &err) < 0) {
+	if (test_platform_new(other_dir, NULL, &other, &err) < 0) {
 		fprintf(stderr, "second platform: %s\n", skr_error_message(&err));
 		return -1;
 	}
@@ -88,7 +79,7 @@ static int group_teardown(void **state)
 	(void)state;
 	devcloud_free(dc);
 	snp_virtual_free(other);
-	rm_rf(tmpdir);
+	test_fs_rm_rf(tmpdir);
 	return 0;
 }
 

@@ -32,6 +32,7 @@
 #include "json_util.h"
 #include "log.h"
 #include "ossl.h"
+#include "test_fs.h"
 #include "test_kv.h"
 
 DEFINE_CLEANUP_FUNC(EVP_MD *, EVP_MD_free)
@@ -92,8 +93,6 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[300];
-
 	(void)state;
 	devcloud_server_stop(srv);
 	devcloud_free(dc);
@@ -104,8 +103,7 @@ static int group_teardown(void **state)
 	EVP_PKEY_free(ec521);
 	free(runtime);
 	free(bearer);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_fs_rm_rf(tmpdir) == 0 ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@
 #include "secret.h"
 #include "skr.h"
 #include "test_http_server.h"
+#include "test_log.h"
 
 #define IMDS_PATH "/metadata/identity/oauth2/token"
 #define TENANT "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -36,31 +37,6 @@ static struct {
 	char tmp[64];
 	char *token_file;
 } W;
-
-static char *logged;
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	char *n = NULL;
-
-	assert_true(asprintf(&n, "%s%s\n", logged ? logged : "", msg) > 0);
-	free(logged);
-	logged = n;
-}
-
-static void capture_start(void)
-{
-	free(logged);
-	logged = NULL;
-	log_set_level(LOG_LEVEL_TRACE);
-	log_set_sink(capture, NULL);
-}
-
-static void capture_stop(void)
-{
-	log_set_sink(NULL, NULL);
-	log_set_level(LOG_LEVEL_INFO);
-}
 
 static void clear_env(void)
 {
@@ -87,7 +63,7 @@ static int teardown(void **state)
 	unlink(W.token_file);
 	rmdir(W.tmp);
 	free(W.token_file);
-	free(logged);
+	test_log_capture_clear();
 	clear_env();
 	return 0;
 }
@@ -152,9 +128,9 @@ static void test_imds_request_and_cache(void **state)
 	const struct test_http_request *req;
 
 	imds_reply("tok-vault", 86399);
-	capture_start();
+	test_log_capture_start(LOG_LEVEL_TRACE);
 	assert_token(id, "https://vault.azure.net", "tok-vault");
-	capture_stop();
+	test_log_capture_stop();
 	assert_int_equal(test_http_server_request_count(W.imds), 1);
 	req = test_http_server_request(W.imds, 0);
 	assert_string_equal(req->method, "GET");
@@ -164,8 +140,8 @@ static void test_imds_request_and_cache(void **state)
 	assert_string_equal(test_http_request_header(req, "Metadata"), "true");
 	assert_null(test_http_request_header(req, "Authorization"));
 	/* The token never reaches the log, at any level. */
-	assert_non_null(logged);
-	assert_null(strstr(logged, "tok-vault"));
+	assert_non_null(test_log_captured());
+	assert_null(strstr(test_log_captured(), "tok-vault"));
 
 	/* Cached per resource: the same resource costs nothing, another one asks again. */
 	assert_token(id, "https://vault.azure.net", "tok-vault");
@@ -373,11 +349,11 @@ static void test_workload_request(void **state)
 	workload_env(true);
 	id = workload_identity();
 	entra_reply("wi-token-1");
-	capture_start();
+	test_log_capture_start(LOG_LEVEL_TRACE);
 	assert_token(id, "https://vault.azure.net", "wi-token-1");
-	capture_stop();
-	assert_null(strstr(logged, "wi-token-1"));
-	assert_null(strstr(logged, "c2lnMQ"));
+	test_log_capture_stop();
+	assert_null(strstr(test_log_captured(), "wi-token-1"));
+	assert_null(strstr(test_log_captured(), "c2lnMQ"));
 	assert_int_equal(test_http_server_request_count(W.imds), 0);
 	assert_int_equal(test_http_server_request_count(W.entra), 1);
 	req = test_http_server_request(W.entra, 0);
@@ -464,10 +440,10 @@ static void test_workload_selection(void **state)
 
 	write_assertion("a.b.c");
 	workload_env(false);
-	capture_start();
+	test_log_capture_start(LOG_LEVEL_TRACE);
 	assert_int_equal(skr_identity_new(NULL, &id, &err), 0);
-	capture_stop();
-	assert_non_null(strstr(logged,
+	test_log_capture_stop();
+	assert_non_null(strstr(test_log_captured(),
 	                       "workload identity (client a1b2c3d4-app) via "
 	                       "https://login.microsoftonline.com/" TENANT "/oauth2/v2.0/token"));
 	skr_identity_free(id);

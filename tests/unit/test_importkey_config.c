@@ -26,6 +26,7 @@
 #include "importkey.h"
 #include "ossl.h"
 #include "secret.h"
+#include "test_fs.h"
 
 static char tmpdir[] = "/tmp/test_importkey_config.XXXXXX";
 static EVP_PKEY *rsa_key_cache;
@@ -55,12 +56,9 @@ static int group_setup(void **state)
 
 static int group_teardown(void **state)
 {
-	char cmd[300];
-
 	(void)state;
 	EVP_PKEY_free(rsa_key_cache);
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd) == 0 ? 0 : -1;
+	return test_fs_rm_rf(tmpdir) == 0 ? 0 : -1;
 }
 
 /* ---------------------------------------------------------------------------------------------

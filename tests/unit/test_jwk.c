@@ -25,6 +25,7 @@
 #include "jwk.h"
 #include "ossl.h"
 #include "secret.h"
+#include "test_kv.h"
 
 /* RFC 7638 §3.1: the example RSA key and its SHA-256 thumbprint. */
 #define RFC7638_N                                                                                  \
@@ -230,32 +231,14 @@ static void test_kty(void **state)
 	}
 }
 
-/* PKCS#8 DER of @key in locked memory (as the unwrapper delivers it). */
-static struct secret *pkcs8_of(EVP_PKEY *key)
-{
-	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
-	unsigned char *der = NULL;
-	struct secret *s;
-	int len;
-
-	assert_non_null(p8);
-	len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	assert_true(len > 0);
-	s = secret_new_copy(der, (size_t)len);
-	OPENSSL_clear_free(der, (size_t)len);
-	assert_non_null(s);
-	return s;
-}
-
 static void test_material(void **state)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *rsa = EVP_RSA_gen(2048);
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = EVP_EC_gen("P-384");
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-	_cleanup_secret_ struct secret *rsa_der = pkcs8_of(rsa);
-	_cleanup_secret_ struct secret *ec_der = pkcs8_of(ec);
-	_cleanup_secret_ struct secret *ed_der = pkcs8_of(ed);
+	_cleanup_secret_ struct secret *rsa_der = test_kv_pkcs8(rsa);
+	_cleanup_secret_ struct secret *ec_der = test_kv_pkcs8(ec);
+	_cleanup_secret_ struct secret *ed_der = test_kv_pkcs8(ed);
 	_cleanup_secret_ struct secret *oct = secret_new_copy("0123456789abcdef", 16);
 	_cleanup_secret_ struct secret *trailing = secret_new(rsa_der->len + 1);
 	_cleanup_secret_ struct secret *empty = secret_new(0);

@@ -27,6 +27,7 @@
 #include "ossl.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_kv.h"
 
 static EVP_PKEY *vector_key;
 
@@ -65,24 +66,6 @@ static int teardown(void **state)
 	return 0;
 }
 
-/* PKCS#8 DER of @key in locked memory, as the unwrapper delivers released RSA/EC keys. */
-static struct secret *pkcs8_of(EVP_PKEY *key)
-{
-	PKCS8_PRIV_KEY_INFO *p8 = EVP_PKEY2PKCS8(key);
-	unsigned char *der = NULL;
-	struct secret *s;
-	int len;
-
-	assert_non_null(p8);
-	len = i2d_PKCS8_PRIV_KEY_INFO(p8, &der);
-	PKCS8_PRIV_KEY_INFO_free(p8);
-	assert_true(len > 0);
-	s = secret_new_copy(der, (size_t)len);
-	OPENSSL_clear_free(der, (size_t)len);
-	assert_non_null(s);
-	return s;
-}
-
 static struct skr_key *key_new(enum skr_key_type type, struct secret *material,
                                const char *const *ops)
 {
@@ -110,7 +93,7 @@ static void test_hkdf_vectors(void **state)
 {
 	_cleanup_free_ char *text = NULL;
 	_cleanup_json_ json_object *v = NULL;
-	_cleanup_secret_ struct secret *der = pkcs8_of(vector_key);
+	_cleanup_secret_ struct secret *der = test_kv_pkcs8(vector_key);
 	_cleanup_(BIO_free_allp) BIO *pem_bio = BIO_new(BIO_s_mem());
 	struct skr_key *k = key_new(SKR_KEY_RSA, secret_new_copy(der->data, der->len), NULL);
 	struct skr_error err = {0};
@@ -193,8 +176,8 @@ static void test_hkdf_vectors(void **state)
 static void test_derive_refusals(void **state)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = EVP_EC_gen("P-256");
-	_cleanup_secret_ struct secret *rsa_der = pkcs8_of(vector_key);
-	_cleanup_secret_ struct secret *ec_der = pkcs8_of(ec);
+	_cleanup_secret_ struct secret *rsa_der = test_kv_pkcs8(vector_key);
+	_cleanup_secret_ struct secret *ec_der = test_kv_pkcs8(ec);
 	struct skr_key *k_rsa =
 	        key_new(SKR_KEY_RSA, secret_new_copy(rsa_der->data, rsa_der->len), NULL);
 	struct skr_key *k_ec =
@@ -443,7 +426,7 @@ static void test_jwk_rsa_round_trip(void **state)
 	EVP_PKEY *keys[] = {vector_key, gen};
 
 	for (size_t i = 0; i < ELEMENTSOF(keys); i++) {
-		struct skr_key *k = key_new(SKR_KEY_RSA, pkcs8_of(keys[i]), i ? NULL : ops);
+		struct skr_key *k = key_new(SKR_KEY_RSA, test_kv_pkcs8(keys[i]), i ? NULL : ops);
 		_cleanup_secret_ struct secret *json = NULL;
 		_cleanup_json_ json_object *obj = NULL;
 		struct skr_error err = {0};
@@ -502,7 +485,7 @@ static void test_jwk_ec_round_trip(void **state)
 		json_object *v;
 
 		assert_non_null(key);
-		k = key_new(SKR_KEY_EC, pkcs8_of(key), ops);
+		k = key_new(SKR_KEY_EC, test_kv_pkcs8(key), ops);
 		if (skr_key_to_jwk(k, &json, &err) < 0)
 			fail_msg("EC JWK %s: %s", curves[i].curve, err.msg);
 		assert_locked(json);
@@ -525,9 +508,9 @@ static void test_jwk_refusals(void **state)
 {
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *ec = EVP_EC_gen("P-256");
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *p224 = EVP_EC_gen("P-224");
-	struct skr_key *mistyped = key_new(SKR_KEY_RSA, pkcs8_of(ec), NULL);
+	struct skr_key *mistyped = key_new(SKR_KEY_RSA, test_kv_pkcs8(ec), NULL);
 	struct skr_key *garbage = key_new(SKR_KEY_EC, secret_new_copy("xyz", 3), NULL);
-	struct skr_key *unnamed = key_new(SKR_KEY_EC, pkcs8_of(p224), NULL);
+	struct skr_key *unnamed = key_new(SKR_KEY_EC, test_kv_pkcs8(p224), NULL);
 	struct skr_key *empty = key_new(SKR_KEY_OCT, secret_new(0), NULL);
 	struct {
 		struct skr_key *k;

@@ -19,6 +19,7 @@
 #include "log.h"
 #include "maa.h"
 #include "test_http_server.h"
+#include "test_log.h"
 
 #define ATTEST_PATH "/attest/SevSnpVm"
 /* A syntactically valid compact JWS ({"alg":"RS256"}.{"a":1}.sig); maa_attest does not verify. */
@@ -118,17 +119,6 @@ static void test_base_url(void **state)
 	}
 }
 
-static char *logged;
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	char *n = NULL;
-
-	assert_true(asprintf(&n, "%s%s\n", logged ? logged : "", msg) > 0);
-	free(logged);
-	logged = n;
-}
-
 static void test_attest_ok(void **state)
 {
 	struct fixture *f = *state;
@@ -140,11 +130,9 @@ static void test_attest_ok(void **state)
 
 	test_http_server_reply(f->srv, ATTEST_PATH, 200, "application/json",
 	                       "{\"token\":\"" TOKEN "\"}");
-	log_set_level(LOG_LEVEL_TRACE);
-	log_set_sink(capture, NULL);
+	test_log_capture_start(LOG_LEVEL_TRACE);
 	r = maa_attest(f->http, f->endpoint, body, &token, &err);
-	log_set_sink(NULL, NULL);
-	log_set_level(LOG_LEVEL_INFO);
+	test_log_capture_stop();
 	if (r < 0)
 		fail_msg("maa_attest: %s", err.msg);
 	assert_string_equal(token, TOKEN);
@@ -160,11 +148,10 @@ static void test_attest_ok(void **state)
 	assert_string_equal(req->body, body);
 
 	/* The token's signature never reaches the log, even at trace level. */
-	assert_non_null(logged);
-	assert_null(strstr(logged, "c2lnbmF0dXJl"));
-	assert_non_null(strstr(logged, "eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.<redacted>"));
-	free(logged);
-	logged = NULL;
+	assert_non_null(test_log_captured());
+	assert_null(strstr(test_log_captured(), "c2lnbmF0dXJl"));
+	assert_non_null(strstr(test_log_captured(), "eyJhbGciOiJSUzI1NiJ9.eyJhIjoxfQ.<redacted>"));
+	test_log_capture_clear();
 
 	/* 201..207 count as success too (the anchor's rule). */
 	test_http_server_reply(f->srv, ATTEST_PATH, 207, "application/json",

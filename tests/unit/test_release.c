@@ -42,7 +42,9 @@
 #include "release_internal.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_fs.h"
 #include "test_http_server.h"
+#include "test_log.h"
 #include "test_pki.h"
 
 #define MAA_PATH "/attest/SevSnpVm"
@@ -182,20 +184,11 @@ static int setup(void **state)
 	return 0;
 }
 
-static int rm_rf(const char *path)
-{
-	_cleanup_free_ char *cmd = NULL;
-
-	if (asprintf(&cmd, "rm -rf '%s'", path) < 0)
-		return -1;
-	return system(cmd);
-}
-
 static int teardown(void **state)
 {
 	skr_attester_free(W.attester);
 	test_http_server_stop(W.srv);
-	rm_rf(W.tmp);
+	test_fs_rm_rf(W.tmp);
 	free(W.platform);
 	free(W.context);
 	free(W.bundle);
@@ -411,17 +404,6 @@ static const struct test_http_request *find_path(const char *path)
 	return NULL;
 }
 
-static char *logged;
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	char *n = NULL;
-
-	assert_true(asprintf(&n, "%s%s\n", logged ? logged : "", msg) > 0);
-	free(logged);
-	logged = n;
-}
-
 /* ---------------------------------------------------------------------------------------------
  * Success
  * ------------------------------------------------------------------------------------------- */
@@ -453,16 +435,12 @@ static void test_release_oct(void **state)
 	_cleanup_free_ char *target = NULL, *sig = NULL;
 
 	vault_start(&v);
-	free(logged);
-	logged = NULL;
-	log_set_level(LOG_LEVEL_TRACE);
-	log_set_sink(capture, NULL);
+	test_log_capture_start(LOG_LEVEL_TRACE);
 	if (skr_release_key_ex(W.attester, &req, &k, &info, &err) < 0) {
-		log_set_sink(NULL, NULL);
+		test_log_capture_stop();
 		fail_msg("skr_release_key: %s", err.msg);
 	}
-	log_set_sink(NULL, NULL);
-	log_set_level(LOG_LEVEL_INFO);
+	test_log_capture_stop();
 	vault_join(&v);
 	assert_released(k, SKR_KEY_OCT, W.oct, sizeof(W.oct));
 
@@ -501,14 +479,14 @@ static void test_release_oct(void **state)
 
 	/* Nothing secret in the log, even at trace: token signature, bearer, key bytes. */
 	sig = strdup(strrchr(W.maa_token, '.') + 1);
-	assert_non_null(logged);
-	assert_null(strstr(logged, sig));
-	assert_null(strstr(logged, BEARER));
+	assert_non_null(test_log_captured());
+	assert_null(strstr(test_log_captured(), sig));
+	assert_null(strstr(test_log_captured(), BEARER));
 	{
 		char hex[65];
 
 		hex_encode(W.oct, sizeof(W.oct), hex);
-		assert_null(strstr(logged, hex));
+		assert_null(strstr(test_log_captured(), hex));
 	}
 	skr_key_free(k);
 	vault_clear(&v);

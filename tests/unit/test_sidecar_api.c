@@ -42,6 +42,7 @@
 #include "secret.h"
 #include "skr.h"
 #include "status.h"
+#include "test_fs.h"
 #include "test_http_server.h"
 
 static char tmpdir[] = "/tmp/test_sidecar_api.XXXXXX";
@@ -56,15 +57,6 @@ static struct sidecar_audit *audit_trail;
 static struct sidecar_logsink *sink;
 static struct sidecar_api api;
 
-static void at_exit(void)
-{
-	char cmd[700];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "cannot remove %s\n", tmpdir);
-}
-
 static int group_setup(void **state)
 {
 	struct snp_virtual_params params;
@@ -75,7 +67,7 @@ static int group_setup(void **state)
 	(void)state;
 	if (!mkdtemp(tmpdir))
 		return -1;
-	atexit(at_exit);
+	test_fs_remove_at_exit(tmpdir);
 	snprintf(platform_dir, sizeof(platform_dir), "%s/platform", tmpdir);
 	snprintf(audit_path, sizeof(audit_path), "%s/audit.jsonl", tmpdir);
 	snprintf(log_path, sizeof(log_path), "%s/sidecar.log", tmpdir);

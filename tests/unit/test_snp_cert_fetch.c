@@ -27,7 +27,9 @@
 #include "fileio.h"
 #include "ossl.h"
 #include "skr.h"
+#include "test_fs.h"
 #include "test_http_server.h"
+#include "test_platform.h"
 
 struct world {
 	char *tmp;
@@ -49,7 +51,6 @@ DEFINE_CLEANUP_FUNC(struct snp_cert_fetcher *, snp_cert_fetcher_free)
 
 static int setup_world(void **state)
 {
-	struct snp_virtual_params params;
 	struct skr_error err = {0};
 	uint8_t report_data[64] = {1, 2, 3};
 	_cleanup_free_ char *pdir = NULL;
@@ -66,9 +67,7 @@ static int setup_world(void **state)
 	pdir = path_join(W->tmp, "platform");
 
 	/* One platform per binary: its RSA-4096 ARK and ASK take seconds to generate. */
-	snp_virtual_params_default(&params);
-	if (snp_virtual_create(pdir, &params, &err) < 0 ||
-	    snp_virtual_open(pdir, &W->platform, &err) < 0 ||
+	if (test_platform_new(pdir, NULL, &W->platform, &err) < 0 ||
 	    snp_virtual_get_report(W->platform, report_data, 0, W->raw, &err) < 0 ||
 	    snp_report_parse(W->raw, sizeof(W->raw), &W->report, &err) < 0 ||
 	    snp_trust_store_new(&W->trust, &err) < 0 ||
@@ -102,15 +101,11 @@ static int setup_world(void **state)
 
 static int teardown_world(void **state)
 {
-	char *cmd;
-
 	test_http_server_stop(W->http);
 	test_http_server_stop(W->https);
 	snp_virtual_free(W->platform);
 	snp_trust_store_free(W->trust);
-	assert_true(asprintf(&cmd, "rm -rf '%s'", W->tmp) > 0);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	assert_int_equal(test_fs_rm_rf(W->tmp), 0);
 	free(W->tmp);
 	free(W->vcek_pem);
 	free(W->ask_ark_pem);
@@ -130,11 +125,9 @@ static int reset_servers(void **state)
 static char *new_cache_dir(const char *name)
 {
 	char *d = path_join(W->tmp, name);
-	char *cmd;
 
-	assert_true(asprintf(&cmd, "rm -rf '%s'", d) > 0);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	assert_non_null(d);
+	assert_int_equal(test_fs_rm_rf(d), 0);
 	return d;
 }
 

@@ -20,6 +20,7 @@
 #include "fileio.h"
 #include "skr.h"
 #include "snp_security_context.h"
+#include "test_fs.h"
 
 static const char *const env_vars[] = {"UVM_SECURITY_CONTEXT_DIR", "UVM_SECURITY_POLICY",
                                        "UVM_HOST_AMD_CERTIFICATE", "UVM_REFERENCE_INFO"};
@@ -38,11 +39,7 @@ static int setup_root(void **state)
 
 static int teardown_root(void **state)
 {
-	char *cmd;
-
-	assert_true(asprintf(&cmd, "rm -rf '%s'", (char *)*state) > 0);
-	assert_int_equal(system(cmd), 0);
-	free(cmd);
+	assert_int_equal(test_fs_rm_rf(*state), 0);
 	free(*state);
 	for (size_t i = 0; i < ELEMENTSOF(env_vars); i++)
 		unsetenv(env_vars[i]);
