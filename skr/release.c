@@ -227,6 +227,9 @@ static int release_status_error(struct skr_attester *a, const struct release_tar
 		char why[SKR_ERROR_MSG_MAX] = "";
 
 		explain_denial(a, t, bearer, maa_token, why, sizeof(why));
+		/* A vault that already names the failed condition (devcloud does) needs no echo. */
+		if (strncmp(why, "; policy: ", 10) == 0 && message[0] && strstr(message, why + 10))
+			why[0] = '\0';
 		return skr_error_set(err, -EACCES, "release: release denied by the vault: %.160s%s",
 		                     message[0] ? message
 		                     : code[0]  ? code
