@@ -25,7 +25,6 @@
  * response bodies carry released keys: they are checked, erased and never printed.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include <curl/curl.h>
 #include <json-c/json.h>
 
+#include "bench_common.h"
 #include "cleanup.h"
 #include "ossl.h"
 
@@ -103,134 +103,34 @@ static void usage(FILE *f)
 	        "      --new-connections  a new connection per request (default: keep-alive)\n");
 }
 
-static int parse_long(const char *opt, const char *s, long min, long max, long *out)
-{
-	char *end;
-	long v;
-
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "api_load: %s must be %ld..%ld, not '%s'\n", opt, min, max, s);
-		return -EINVAL;
-	}
-	*out = v;
-	return 0;
-}
-
 static int parse_options(int argc, char **argv, struct load_options *o)
 {
-	enum {
-		OPT_PORT = 0x100,
-		OPT_PID,
-		OPT_MAA,
-		OPT_AKV,
-		OPT_KID,
-		OPT_WARM,
-		OPT_HOST,
-		OPT_TMO,
-		OPT_NEWCONN
+	const struct bench_opt opts[] = {
+	        {"port", 0, BENCH_OPT_LONG, &o->port, .min = 1, .max = 65535, .required = true},
+	        {"pid", 0, BENCH_OPT_LONG, &o->pid, .min = 1, .max = 1L << 30, .required = true},
+	        {"maa-endpoint", 0, BENCH_OPT_STRING, &o->maa_endpoint, .required = true},
+	        {"akv-endpoint", 0, BENCH_OPT_STRING, &o->akv_endpoint, .required = true},
+	        {"kid", 0, BENCH_OPT_STRING, &o->kid, .required = true},
+	        {"requests", 'n', BENCH_OPT_LONG, &o->requests, .min = 1, .max = 10000000},
+	        {"concurrency", 'c', BENCH_OPT_LONG, &o->concurrency, .min = 1, .max = 10000},
+	        {"warmup", 0, BENCH_OPT_LONG, &o->warmup, .min = 0, .max = 1000},
+	        {"host", 0, BENCH_OPT_STRING, .dest = &o->host},
+	        {"timeout-s", 0, BENCH_OPT_LONG, &o->timeout_s, .min = 1, .max = 3600},
+	        {"new-connections", 0, BENCH_OPT_FLAG, .dest = &o->new_connections},
 	};
-	static const struct option options[] = {
-	        {"port", required_argument, NULL, OPT_PORT},
-	        {"pid", required_argument, NULL, OPT_PID},
-	        {"maa-endpoint", required_argument, NULL, OPT_MAA},
-	        {"akv-endpoint", required_argument, NULL, OPT_AKV},
-	        {"kid", required_argument, NULL, OPT_KID},
-	        {"requests", required_argument, NULL, 'n'},
-	        {"concurrency", required_argument, NULL, 'c'},
-	        {"warmup", required_argument, NULL, OPT_WARM},
-	        {"host", required_argument, NULL, OPT_HOST},
-	        {"timeout-s", required_argument, NULL, OPT_TMO},
-	        {"new-connections", no_argument, NULL, OPT_NEWCONN},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	int c;
+	int r;
 
 	o->host = "127.0.0.1";
 	o->requests = 1000;
 	o->concurrency = 200;
 	o->warmup = 1;
 	o->timeout_s = 300;
-	while ((c = getopt_long(argc, argv, "n:c:h", options, NULL)) >= 0) {
-		int r = 0;
-
-		switch (c) {
-		case OPT_PORT:
-			r = parse_long("--port", optarg, 1, 65535, &o->port);
-			break;
-		case OPT_PID:
-			r = parse_long("--pid", optarg, 1, 1L << 30, &o->pid);
-			break;
-		case OPT_MAA:
-			o->maa_endpoint = optarg;
-			break;
-		case OPT_AKV:
-			o->akv_endpoint = optarg;
-			break;
-		case OPT_KID:
-			o->kid = optarg;
-			break;
-		case 'n':
-			r = parse_long("--requests", optarg, 1, 10000000, &o->requests);
-			break;
-		case 'c':
-			r = parse_long("--concurrency", optarg, 1, 10000, &o->concurrency);
-			break;
-		case OPT_WARM:
-			r = parse_long("--warmup", optarg, 0, 1000, &o->warmup);
-			break;
-		case OPT_HOST:
-			o->host = optarg;
-			break;
-		case OPT_TMO:
-			r = parse_long("--timeout-s", optarg, 1, 3600, &o->timeout_s);
-			break;
-		case OPT_NEWCONN:
-			o->new_connections = true;
-			break;
-		case 'h':
-			usage(stdout);
-			exit(EXIT_SUCCESS);
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-		if (r < 0)
-			return r;
-	}
-	if (optind < argc || !o->port || !o->pid || !o->maa_endpoint || !o->akv_endpoint ||
-	    !o->kid) {
-		usage(stderr);
-		return -EINVAL;
-	}
+	r = bench_parse_options("api_load", argc, argv, opts, ELEMENTSOF(opts), usage);
+	if (r < 0)
+		return r;
 	if (o->concurrency > o->requests)
 		o->concurrency = o->requests;
 	return 0;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile @p (0..100] of @n sorted values. */
-static double percentile(const double *sorted, size_t n, unsigned p)
-{
-	size_t i = (n * p + 99) / 100;
-
-	return n ? sorted[i ? i - 1 : 0] : 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -475,11 +375,11 @@ static int run_load(const struct load_options *o, const char *release_url, const
 		goto out;
 	}
 
-	start = now_ms();
+	start = bench_now_ms();
 	next_probe = start + STATUS_PROBE_MS;
 	next_sample = start;
 	for (long i = 0; i < o->concurrency; i++) {
-		clients[i].t0 = now_ms();
+		clients[i].t0 = bench_now_ms();
 		curl_multi_add_handle(multi, clients[i].h);
 		sent++;
 	}
@@ -497,7 +397,7 @@ static int run_load(const struct load_options *o, const char *release_url, const
 			CURL *h = msg->easy_handle;
 			CURLcode rc = msg->data.result;
 			struct client *c = NULL;
-			double t = now_ms();
+			double t = bench_now_ms();
 
 			if (msg->msg != CURLMSG_DONE)
 				continue;
@@ -510,26 +410,27 @@ static int run_load(const struct load_options *o, const char *release_url, const
 			curl_easy_getinfo(h, CURLINFO_PRIVATE, (char **)&c);
 			record_release(res, h, rc, &c->body, t - c->t0);
 			if (sent < o->requests) {
-				c->t0 = now_ms();
+				c->t0 = bench_now_ms();
 				curl_multi_add_handle(multi, h);
 				sent++;
 			}
 		}
-		if (now_ms() >= next_sample) {
+		if (bench_now_ms() >= next_sample) {
 			struct proc_mem m;
 
-			next_sample = now_ms() + MEM_SAMPLE_MS;
+			next_sample = bench_now_ms() + MEM_SAMPLE_MS;
 			if (proc_mem_read(o->pid, &m) == 0 && m.rss_anon > res->peak_anon_kb)
 				res->peak_anon_kb = m.rss_anon;
 		}
-		if (!probe_busy && now_ms() >= next_probe && res->n_done < (size_t)o->requests) {
-			probe_t0 = now_ms();
+		if (!probe_busy && bench_now_ms() >= next_probe &&
+		    res->n_done < (size_t)o->requests) {
+			probe_t0 = bench_now_ms();
 			next_probe = probe_t0 + STATUS_PROBE_MS;
 			curl_multi_add_handle(multi, probe);
 			probe_busy = true;
 		}
 	}
-	*wall_ms = now_ms() - start;
+	*wall_ms = bench_now_ms() - start;
 out:
 	if (probe) {
 		if (probe_busy)
@@ -655,10 +556,10 @@ int main(int argc, char **argv)
 		after = (struct proc_mem){-1, -1, -1, -1, -1};
 	}
 
-	qsort(res.latency_ms, res.n_ok, sizeof(double), cmp_double);
-	p50 = percentile(res.latency_ms, res.n_ok, 50);
-	p90 = percentile(res.latency_ms, res.n_ok, 90);
-	p99 = percentile(res.latency_ms, res.n_ok, 99);
+	bench_sort(res.latency_ms, res.n_ok);
+	p50 = bench_percentile(res.latency_ms, res.n_ok, 50);
+	p90 = bench_percentile(res.latency_ms, res.n_ok, 90);
+	p99 = bench_percentile(res.latency_ms, res.n_ok, 99);
 	max = res.n_ok ? res.latency_ms[res.n_ok - 1] : 0;
 
 	printf("API load benchmark: %ld POST /key/release from %ld concurrent clients (%s), "
@@ -681,10 +582,10 @@ int main(int argc, char **argv)
 		       sysconf(_SC_NPROCESSORS_ONLN));
 	errors = print_errors(&res);
 	if (res.n_probes) {
-		qsort(res.probe_ms, res.n_probes, sizeof(double), cmp_double);
+		bench_sort(res.probe_ms, res.n_probes);
 		printf("GET /status      %zu probes during the load: p50 %.1f ms, max %.1f ms, "
 		       "%zu failed\n",
-		       res.n_probes, percentile(res.probe_ms, res.n_probes, 50),
+		       res.n_probes, bench_percentile(res.probe_ms, res.n_probes, 50),
 		       res.probe_ms[res.n_probes - 1], res.probe_failures);
 	} else {
 		printf("GET /status      %s\n", res.probe_failures

@@ -14,7 +14,6 @@
  * Starts nothing itself: bench/run-key-release.sh sets up devcloud and the key.
  */
 #include <errno.h>
-#include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_common.h"
 #include "cleanup.h"
 #include "fileio.h"
 #include "log.h"
@@ -68,164 +68,60 @@ static void usage(FILE *f)
 	        "                     release's step times, which costs time itself)\n");
 }
 
-static int parse_long(const char *opt, const char *s, long min, long max, long *out)
+static int parse_mode(const char *prog, const char *arg, void *dest)
 {
-	char *end;
-	long v;
+	struct bench_options *o = dest;
 
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || end == s || *end || v < min || v > max) {
-		fprintf(stderr, "key_release: %s must be %ld..%ld, not '%s'\n", opt, min, max, s);
+	o->run_pool = strcmp(arg, "both") == 0 || strcmp(arg, "pool") == 0;
+	o->run_no_pool = strcmp(arg, "both") == 0 || strcmp(arg, "no-pool") == 0;
+	if (!o->run_pool && !o->run_no_pool) {
+		fprintf(stderr, "%s: --mode must be both, pool or no-pool, not '%s'\n", prog, arg);
 		return -EINVAL;
 	}
-	*out = v;
+	return 0;
+}
+
+static int parse_log_level(const char *prog, const char *arg, void *dest)
+{
+	if (log_level_from_string(arg, dest) < 0) {
+		fprintf(stderr,
+		        "%s: --log-level must be error, warn, info, debug or trace, not '%s'\n",
+		        prog, arg);
+		return -EINVAL;
+	}
 	return 0;
 }
 
 static int parse_options(int argc, char **argv, struct bench_options *o)
 {
-	enum {
-		OPT_MAA = 0x100,
-		OPT_AKV,
-		OPT_KID,
-		OPT_VDIR,
-		OPT_CA,
-		OPT_IMDS,
-		OPT_LOG,
-		OPT_WARM,
-		OPT_PAUSE,
-		OPT_MODE,
-		OPT_LOG_LEVEL
+	const struct bench_opt opts[] = {
+	        {"maa-endpoint", 0, BENCH_OPT_STRING, &o->maa_endpoint, .required = true},
+	        {"akv-endpoint", 0, BENCH_OPT_STRING, &o->akv_endpoint, .required = true},
+	        {"kid", 0, BENCH_OPT_STRING, &o->kid, .required = true},
+	        {"virtual-dir", 0, BENCH_OPT_STRING, &o->virtual_dir, .required = true},
+	        {"ca-bundle", 0, BENCH_OPT_STRING, &o->ca_bundle, .required = true},
+	        {"imds-endpoint", 0, BENCH_OPT_STRING, &o->imds_endpoint, .required = true},
+	        {"server-log", 0, BENCH_OPT_STRING, &o->server_log, .required = true},
+	        {"releases", 'n', BENCH_OPT_LONG, &o->releases, .min = 1, .max = 100000},
+	        {"warmup", 0, BENCH_OPT_LONG, &o->warmup, .min = 0, .max = 1000},
+	        {"pause-ms", 0, BENCH_OPT_LONG, &o->pause_ms, .min = 0, .max = 60000},
+	        {"mode", 0, BENCH_OPT_CUSTOM, o, .parse = parse_mode},
+	        {"log-level", 0, BENCH_OPT_CUSTOM, &o->log_level, .parse = parse_log_level},
 	};
-	static const struct option options[] = {
-	        {"maa-endpoint", required_argument, NULL, OPT_MAA},
-	        {"akv-endpoint", required_argument, NULL, OPT_AKV},
-	        {"kid", required_argument, NULL, OPT_KID},
-	        {"virtual-dir", required_argument, NULL, OPT_VDIR},
-	        {"ca-bundle", required_argument, NULL, OPT_CA},
-	        {"imds-endpoint", required_argument, NULL, OPT_IMDS},
-	        {"server-log", required_argument, NULL, OPT_LOG},
-	        {"releases", required_argument, NULL, 'n'},
-	        {"warmup", required_argument, NULL, OPT_WARM},
-	        {"pause-ms", required_argument, NULL, OPT_PAUSE},
-	        {"mode", required_argument, NULL, OPT_MODE},
-	        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-	        {"help", no_argument, NULL, 'h'},
-	        {},
-	};
-	int c;
 
 	o->releases = 200;
 	o->warmup = 3;
 	o->pause_ms = 300;
 	o->run_pool = o->run_no_pool = true;
 	o->log_level = LOG_LEVEL_WARN;
-	while ((c = getopt_long(argc, argv, "n:h", options, NULL)) >= 0) {
-		switch (c) {
-		case OPT_MAA:
-			o->maa_endpoint = optarg;
-			break;
-		case OPT_AKV:
-			o->akv_endpoint = optarg;
-			break;
-		case OPT_KID:
-			o->kid = optarg;
-			break;
-		case OPT_VDIR:
-			o->virtual_dir = optarg;
-			break;
-		case OPT_CA:
-			o->ca_bundle = optarg;
-			break;
-		case OPT_IMDS:
-			o->imds_endpoint = optarg;
-			break;
-		case OPT_LOG:
-			o->server_log = optarg;
-			break;
-		case 'n':
-			if (parse_long("--releases", optarg, 1, 100000, &o->releases) < 0)
-				return -EINVAL;
-			break;
-		case OPT_WARM:
-			if (parse_long("--warmup", optarg, 0, 1000, &o->warmup) < 0)
-				return -EINVAL;
-			break;
-		case OPT_PAUSE:
-			if (parse_long("--pause-ms", optarg, 0, 60000, &o->pause_ms) < 0)
-				return -EINVAL;
-			break;
-		case OPT_MODE:
-			o->run_pool = strcmp(optarg, "both") == 0 || strcmp(optarg, "pool") == 0;
-			o->run_no_pool =
-			        strcmp(optarg, "both") == 0 || strcmp(optarg, "no-pool") == 0;
-			if (!o->run_pool && !o->run_no_pool) {
-				fprintf(stderr,
-				        "key_release: --mode must be both, pool or no-pool, not "
-				        "'%s'\n",
-				        optarg);
-				return -EINVAL;
-			}
-			break;
-		case OPT_LOG_LEVEL:
-			if (log_level_from_string(optarg, &o->log_level) < 0) {
-				fprintf(stderr,
-				        "key_release: --log-level must be error, warn, info, debug "
-				        "or trace, not '%s'\n",
-				        optarg);
-				return -EINVAL;
-			}
-			break;
-		case 'h':
-			usage(stdout);
-			exit(EXIT_SUCCESS);
-		default:
-			usage(stderr);
-			return -EINVAL;
-		}
-	}
-	if (optind < argc || !o->maa_endpoint || !o->akv_endpoint || !o->kid || !o->virtual_dir ||
-	    !o->ca_bundle || !o->imds_endpoint || !o->server_log) {
-		usage(stderr);
-		return -EINVAL;
-	}
-	return 0;
-}
-
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-
-	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-		;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
+	return bench_parse_options("key_release", argc, argv, opts, ELEMENTSOF(opts), usage);
 }
 
 /* Nearest-rank percentiles of @n values (sorted in place). */
 static struct percentiles percentiles_of(double *v, size_t n)
 {
-	struct percentiles p;
-	size_t i50 = (n * 50 + 99) / 100, i99 = (n * 99 + 99) / 100;
-
-	qsort(v, n, sizeof(*v), cmp_double);
-	p.p50 = v[i50 ? i50 - 1 : 0];
-	p.p99 = v[i99 ? i99 - 1 : 0];
-	return p;
+	bench_sort(v, n);
+	return (struct percentiles){bench_percentile(v, n, 50), bench_percentile(v, n, 99)};
 }
 
 static off_t file_size(const char *path)
@@ -296,7 +192,7 @@ static int server_times(const struct bench_options *o, off_t from, size_t n, dou
 			        o->server_log, n_attest, n_release, n);
 			return -EPROTO;
 		}
-		sleep_ms(100);
+		bench_sleep_ms(100);
 	}
 	fprintf(stderr,
 	        "key_release: %s lacks request lines (is devcloud logging at level info?)\n",
@@ -334,7 +230,7 @@ static int run_mode(const struct bench_options *o, int kek_pool_size, struct mod
 		return r;
 	}
 	/* The pool fills at start: give it the same head start a sidecar has before a request. */
-	sleep_ms(o->pause_ms);
+	bench_sleep_ms(o->pause_ms);
 	for (long i = 0; i < o->warmup + o->releases; i++) {
 		struct skr_key *key = NULL;
 		double t0;
@@ -348,10 +244,10 @@ static int run_mode(const struct bench_options *o, int kek_pool_size, struct mod
 				return -errno;
 			}
 		}
-		t0 = now_ms();
+		t0 = bench_now_ms();
 		r = skr_release_key(a, &req, &key, &err);
 		if (i >= o->warmup)
-			client[i - o->warmup] = now_ms() - t0;
+			client[i - o->warmup] = bench_now_ms() - t0;
 		skr_key_free(key);
 		if (r < 0) {
 			fprintf(stderr, "key_release: release %ld (%s): %s\n", i + 1, res->name,
@@ -359,7 +255,7 @@ static int run_mode(const struct bench_options *o, int kek_pool_size, struct mod
 			skr_attester_free(a);
 			return r;
 		}
-		sleep_ms(o->pause_ms);
+		bench_sleep_ms(o->pause_ms);
 	}
 	skr_attester_free(a);
 	if (o->warmup == 0)
@@ -401,10 +297,10 @@ static int report_times(const struct bench_options *o, struct percentiles *out)
 		return r;
 	}
 	for (size_t i = 0; i < n; i++) {
-		double t0 = now_ms();
+		double t0 = bench_now_ms();
 
 		r = skr_attest_raw(a, (const uint8_t *)"bench", 5, report, &err);
-		t[i] = now_ms() - t0;
+		t[i] = bench_now_ms() - t0;
 		if (r < 0) {
 			fprintf(stderr, "key_release: report: %s\n", skr_error_message(&err));
 			skr_attester_free(a);

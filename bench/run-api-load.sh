@@ -32,65 +32,16 @@ devcloud=$build/tools/devcloud/devcloud
 importkey=$build/tools/importkey/importkey
 sidecar=$build/sidecar/confidential-sidecar
 load=$build/bench/api_load
-for b in "$devcloud" "$importkey" "$sidecar" "$load"; do
-	[ -x "$b" ] || { echo "run-api-load.sh: $b not built (ninja -C $build)" >&2; exit 2; }
-done
+# shellcheck source=bench/lib.sh
+. "$top/bench/lib.sh"
+bench_require_built run-api-load.sh "$build" "$devcloud" "$importkey" "$sidecar" "$load"
 
 work=$(mktemp -d /tmp/bench-api-load.XXXXXX)
-devcloud_pid=
-daemon_pid=
-stop() {
-	# $1: pid (may be empty). SIGTERM, then SIGKILL after 15 s. Returns its exit status.
-	[ -n "$1" ] || return 0
-	kill "$1" 2>/dev/null || true
-	for _ in $(seq 1 150); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null
-}
-cleanup() {
-	stop "$daemon_pid" || true
-	stop "$devcloud_pid" || true
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
-state=$work/devcloud
-host_data=$(openssl rand -hex 32)
-"$devcloud" init --state "$state" --host-data "$host_data" >/dev/null 2>&1
-"$devcloud" serve --state "$state" --attest-port 0 --kv-port 0 --imds-port 0 \
-	>"$work/devcloud.out" 2>"$work/devcloud.log" &
-devcloud_pid=$!
-endpoint() {
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get(sys.argv[2], ""))' \
-		"$state/endpoints.json" "$1" 2>/dev/null || true
-}
-for _ in $(seq 1 300); do
-	[ -s "$state/endpoints.json" ] && [ -n "$(endpoint kv_port)" ] && break
-	kill -0 "$devcloud_pid" 2>/dev/null ||
-		{ echo "devcloud exited early:" >&2; cat "$work/devcloud.log" >&2; exit 1; }
-	sleep 0.1
-done
-maa=localhost:$(endpoint attest_port)
-akv=localhost:$(endpoint kv_port)
-imds=http://127.0.0.1:$(endpoint imds_port)
-ca=$state/ca.pem
-
-kid=bench-key
-cat >"$work/importkeyconfig.json" <<JSON
-{"key": {"kid": "$kid", "kty": "oct-HSM",
-         "authority": {"endpoint": "$maa"},
-         "akv": {"endpoint": "$akv", "api_version": "api-version=7.4"}},
- "claims": [[{"claim": "x-ms-sevsnpvm-hostdata", "equals": "$host_data"},
-             {"claim": "x-ms-compliance-status", "equals": "azure-compliant-uvm"},
-             {"claim": "x-ms-sevsnpvm-is-debuggable", "equals": "false"},
-             {"claim": "x-ms-sevsnpvm-vmpl", "equals": "0"}]]}
-JSON
-echo "== importkey: oct key '$kid' with a policy bound to the virtual platform" >&2
-(cd "$work" && "$importkey" -c importkeyconfig.json -a --imds-endpoint "$imds" \
-	--ca-bundle "$ca") | grep -E '^key (id|fingerprint):' >&2
+# shellcheck disable=SC2119 # devcloud's default log level: no extra arguments
+bench_start_devcloud
+bench_import_key
 
 # A port free on 127.0.0.1 and ::1 (the daemon serves both on one port).
 port=$(python3 - <<'PY'
@@ -136,7 +87,7 @@ rc=0
 # SIGTERM: the daemon drains and exits 0; anything else (a crash, a sanitizer report in a
 # sanitizer build) is shown.
 daemon_rc=0
-stop "$daemon_pid" || daemon_rc=$?
+bench_stop "$daemon_pid" || daemon_rc=$?
 daemon_pid=
 if [ "$daemon_rc" -ne 0 ] || grep -qE 'Sanitizer|runtime error' "$work/daemon.err"; then
 	echo "== the daemon exited with status $daemon_rc; its stderr (last 40 lines):" >&2

@@ -14,12 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <curl/curl.h>
 
 #include "b64.h"
 #include "cleanup.h"
+#include "endpoint.h"
 #include "http.h"
 #include "json_util.h"
 #include "log.h"
@@ -48,56 +48,25 @@ static inline void curl_freep(char **p)
  * Spelling of endpoints, versions, key ids
  * ------------------------------------------------------------------------------------------- */
 
-static bool url_has_part(CURLU *u, CURLUPart what)
-{
-	char *part = NULL;
-	CURLUcode rc = curl_url_get(u, what, &part, 0);
-
-	curl_free(part);
-	return rc == CURLUE_OK;
-}
-
 int akv_base_url(const char *endpoint, char **base, char **host, struct skr_error *err)
 {
 	_cleanup_(curl_url_cleanupp) CURLU *u = NULL;
 	_cleanup_curl_free_ char *h = NULL, *port = NULL, *path = NULL;
-	_cleanup_free_ char *url = NULL;
 	size_t hlen;
+	int r;
 
 	*base = NULL;
 	if (host)
 		*host = NULL;
-	if (!endpoint || !*endpoint)
-		return skr_error_set(err, -EINVAL, "Key Vault endpoint is empty");
-	for (const char *p = endpoint; *p; p++)
-		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-			return skr_error_set(err, -EINVAL,
-			                     "Key Vault endpoint \"%.128s\" contains white space",
-			                     endpoint);
-	if (strstr(endpoint, "://")) {
-		if (strncasecmp(endpoint, "https://", 8) != 0)
-			return skr_error_set(
-			        err, -EINVAL,
-			        "Key Vault endpoint \"%.128s\" must use https:// (or be "
-			        "a bare host name): bearer tokens never travel in clear",
-			        endpoint);
-		url = strdup(endpoint);
-	} else if (asprintf(&url, "https://%s", endpoint) < 0) {
-		url = NULL;
-	}
-	if (!url)
-		return skr_error_set(err, -ENOMEM, "out of memory");
-
-	u = curl_url();
-	if (!u)
-		return skr_error_set(err, -ENOMEM, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-	    curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !*h)
+	r = endpoint_parse("Key Vault", endpoint, ": bearer tokens never travel in clear", &u, err);
+	if (r < 0)
+		return r;
+	if (curl_url_get(u, CURLUPART_HOST, &h, 0) != CURLUE_OK || !*h)
 		return skr_error_set(err, -EINVAL,
 		                     "Key Vault endpoint \"%.128s\" is not a valid host or URL",
 		                     endpoint);
-	if (url_has_part(u, CURLUPART_USER) || url_has_part(u, CURLUPART_PASSWORD) ||
-	    url_has_part(u, CURLUPART_QUERY) || url_has_part(u, CURLUPART_FRAGMENT) ||
+	if (endpoint_has_part(u, CURLUPART_USER) || endpoint_has_part(u, CURLUPART_PASSWORD) ||
+	    endpoint_has_part(u, CURLUPART_QUERY) || endpoint_has_part(u, CURLUPART_FRAGMENT) ||
 	    (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && strcmp(path, "/") != 0 &&
 	     *path))
 		return skr_error_set(err, -EINVAL,

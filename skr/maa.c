@@ -10,11 +10,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include <curl/curl.h>
 
 #include "cleanup.h"
+#include "endpoint.h"
 #include "http.h"
 #include "json_util.h"
 #include "jwt.h"
@@ -32,52 +32,22 @@ DEFINE_CLEANUP_FUNC(CURLU *, curl_url_cleanup)
 int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 {
 	_cleanup_(curl_url_cleanupp) CURLU *u = NULL;
-	_cleanup_free_ char *url = NULL;
-	char *host = NULL, *port = NULL, *path = NULL, *part = NULL;
-	CURLUcode rc;
+	char *host = NULL, *port = NULL, *path = NULL;
 	bool has_path;
 	int r;
 
 	*out = NULL;
-	if (!endpoint || !*endpoint)
-		return skr_error_set(err, -EINVAL, "MAA endpoint is empty");
-	for (const char *p = endpoint; *p; p++)
-		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
-			return skr_error_set(err, -EINVAL,
-			                     "MAA endpoint \"%.128s\" contains white space",
-			                     endpoint);
-	if (strstr(endpoint, "://")) {
-		if (strncasecmp(endpoint, "https://", 8) != 0)
-			return skr_error_set(err, -EINVAL,
-			                     "MAA endpoint \"%.128s\" must use https:// (or be a "
-			                     "bare host name)",
-			                     endpoint);
-		url = strdup(endpoint);
-	} else if (asprintf(&url, "https://%s", endpoint) < 0) {
-		url = NULL;
-	}
-	if (!url)
-		return skr_error_set(err, -ENOMEM, "out of memory");
-
-	u = curl_url();
-	if (!u)
-		return skr_error_set(err, -ENOMEM, "out of memory");
-	if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK)
-		return skr_error_set(err, -EINVAL,
-		                     "MAA endpoint \"%.128s\" is not a valid host or URL",
-		                     endpoint);
+	r = endpoint_parse("MAA", endpoint, NULL, &u, err);
+	if (r < 0)
+		return r;
 	static const CURLUPart refused[] = {CURLUPART_USER, CURLUPART_PASSWORD, CURLUPART_QUERY,
 	                                    CURLUPART_FRAGMENT};
-	for (size_t i = 0; i < ELEMENTSOF(refused); i++) {
-		part = NULL;
-		rc = curl_url_get(u, refused[i], &part, 0);
-		curl_free(part);
-		if (rc == CURLUE_OK)
+	for (size_t i = 0; i < ELEMENTSOF(refused); i++)
+		if (endpoint_has_part(u, refused[i]))
 			return skr_error_set(err, -EINVAL,
 			                     "MAA endpoint \"%.128s\" may not carry credentials, a "
 			                     "query or a fragment",
 			                     endpoint);
-	}
 	/*
 	 * MAA serves at the root of its host and issues tokens with iss = https://host: a path
 	 * would give an attest URL MAA does not serve and an issuer no token can carry.
