@@ -174,40 +174,12 @@ int akv_bearer_header(const char *token, struct secret **out, struct skr_error *
 	return 0;
 }
 
-static void sanitize(const char *in, char *out, size_t size)
-{
-	size_t i = 0;
-
-	for (; in && *in && i + 1 < size; in++)
-		out[i++] = iscntrl((unsigned char)*in) ? ' ' : *in;
-	out[i] = '\0';
-}
-
-void akv_error_fields(const struct http_response *resp, char *code, size_t code_size, char *message,
-                      size_t message_size)
-{
-	_cleanup_json_ json_object *root = NULL;
-	json_object *e, *v;
-
-	code[0] = message[0] = '\0';
-	if (!resp->body || !resp->body_len ||
-	    json_parse(resp->body, resp->body_len, "Key Vault error", &root, NULL) < 0 ||
-	    !json_object_is_type(root, json_type_object) ||
-	    !json_object_object_get_ex(root, "error", &e) ||
-	    !json_object_is_type(e, json_type_object))
-		return;
-	if (json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string))
-		sanitize(json_object_get_string(v), code, code_size);
-	if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
-		sanitize(json_object_get_string(v), message, message_size);
-}
-
 void akv_error_reason(const struct http_response *resp, char *out, size_t size)
 {
 	char code[96], message[320];
 
 	out[0] = '\0';
-	akv_error_fields(resp, code, sizeof(code), message, sizeof(message));
+	http_azure_error_fields(resp, code, sizeof(code), message, sizeof(message));
 	if (code[0] || message[0])
 		snprintf(out, size, ": %s%s%s", code[0] ? code : "(no code)",
 		         message[0] ? ": " : "", message);

@@ -36,10 +36,6 @@ int akv_key_path(const char *kid, char **path, struct skr_error *err);
 /* "Authorization: Bearer <token>" in locked memory (NUL-terminated). */
 int akv_bearer_header(const char *token, struct secret **out, struct skr_error *err);
 
-/* Key Vault's {"error":{"code","message"}} (sanitized, bounded; "" when absent). */
-void akv_error_fields(const struct http_response *resp, char *code, size_t code_size, char *message,
-                      size_t message_size);
-
 /*
  * ": <code>: <message>" from Key Vault's {"error":{"code","message"}} (sanitized, bounded), or
  * "" when the body has none.

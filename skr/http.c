@@ -29,6 +29,8 @@
 
 #include "bytes.h"
 #include "cleanup.h"
+#include "json_util.h"
+#include "ossl.h"
 #include "log.h"
 #include "secret.h"
 
@@ -638,4 +640,33 @@ void http_response_clear(struct http_response *r)
 	secure_free(r->body, r->body_len);
 	free(r->content_type);
 	memset(r, 0, sizeof(*r));
+}
+
+/* Copy untrusted text into an error message: bounded, without control characters. */
+static void sanitize(const char *in, char *out, size_t size)
+{
+	size_t i = 0;
+
+	for (; in && *in && i + 1 < size; in++)
+		out[i++] = iscntrl((unsigned char)*in) ? ' ' : *in;
+	out[i] = '\0';
+}
+
+void http_azure_error_fields(const struct http_response *resp, char *code, size_t code_size,
+                             char *message, size_t message_size)
+{
+	_cleanup_json_ json_object *root = NULL;
+	json_object *e, *v;
+
+	code[0] = message[0] = '\0';
+	if (!resp->body || !resp->body_len ||
+	    json_parse(resp->body, resp->body_len, "error body", &root, NULL) < 0 ||
+	    !json_object_is_type(root, json_type_object) ||
+	    !json_object_object_get_ex(root, "error", &e) ||
+	    !json_object_is_type(e, json_type_object))
+		return;
+	if (json_object_object_get_ex(e, "code", &v) && json_object_is_type(v, json_type_string))
+		sanitize(json_object_get_string(v), code, code_size);
+	if (json_object_object_get_ex(e, "message", &v) && json_object_is_type(v, json_type_string))
+		sanitize(json_object_get_string(v), message, message_size);
 }

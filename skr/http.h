@@ -62,3 +62,10 @@ void http_response_clear(struct http_response *r);
 
 /* @url with everything from '?' on replaced by "?<redacted>"; malloc'ed. */
 char *http_url_redact(const char *url);
+
+/*
+ * The {"error":{"code","message"}} body Azure services answer errors with (MAA, Key Vault):
+ * both fields sanitized (untrusted: bounded, control characters blanked), "" when absent.
+ */
+void http_azure_error_fields(const struct http_response *resp, char *code, size_t code_size,
+                             char *message, size_t message_size);

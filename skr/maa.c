@@ -84,21 +84,9 @@ int maa_base_url(const char *endpoint, char **out, struct skr_error *err)
 	return 0;
 }
 
-/* Copy MAA's message into an error text: untrusted, so bounded and without control chars. */
-static void sanitize(const char *in, char *out, size_t size)
-{
-	size_t i = 0;
-
-	for (; in && *in && i + 1 < size; in++)
-		out[i++] = iscntrl((unsigned char)*in) ? ' ' : *in;
-	out[i] = '\0';
-}
-
 static int status_error(const struct http_response *resp, const char *url, struct skr_error *err)
 {
-	_cleanup_json_ json_object *root = NULL;
-	char code[64] = "", message[256] = "";
-	json_object *e;
+	char code[64], message[256];
 	int r;
 
 	if (resp->status == 400 || resp->status == 401 || resp->status == 403)
@@ -107,18 +95,7 @@ static int status_error(const struct http_response *resp, const char *url, struc
 		r = -EIO;
 	else
 		r = -EPROTO;
-	if (resp->body && json_parse(resp->body, resp->body_len, "MAA error", &root, NULL) == 0 &&
-	    json_object_object_get_ex(root, "error", &e) &&
-	    json_object_is_type(e, json_type_object)) {
-		json_object *v;
-
-		if (json_object_object_get_ex(e, "code", &v) &&
-		    json_object_is_type(v, json_type_string))
-			sanitize(json_object_get_string(v), code, sizeof(code));
-		if (json_object_object_get_ex(e, "message", &v) &&
-		    json_object_is_type(v, json_type_string))
-			sanitize(json_object_get_string(v), message, sizeof(message));
-	}
+	http_azure_error_fields(resp, code, sizeof(code), message, sizeof(message));
 	if (code[0] || message[0])
 		return skr_error_set(err, r, "MAA attestation refused: HTTP %ld from %s: %s: %s",
 		                     resp->status, url, code[0] ? code : "(no code)", message);

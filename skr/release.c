@@ -206,7 +206,7 @@ static int release_status_error(struct skr_attester *a, const struct release_tar
 	char code[96], message[320], reason[448] = "";
 	const char *key = t->path + strlen("keys/");
 
-	akv_error_fields(resp, code, sizeof(code), message, sizeof(message));
+	http_azure_error_fields(resp, code, sizeof(code), message, sizeof(message));
 	if (code[0] || message[0])
 		snprintf(reason, sizeof(reason), ": %s%s%s", code[0] ? code : "(no code)",
 		         message[0] ? ": " : "", message);
