@@ -44,6 +44,14 @@
 #define DEFAULT_TIMEOUT_MS 30000L
 #define DEFAULT_USER_AGENT "ConfidentialSkrContainer"
 #define DEFAULT_IMDS "http://169.254.169.254"
+/* libencfs's block cache defaults (encfs.h) and the bounds we accept for "cache". */
+#define DEFAULT_CACHE_BLOCK_SIZE (512u * 1024)
+#define DEFAULT_CACHE_CAPACITY 64u
+#define DEFAULT_CACHE_READAHEAD 8u
+#define CACHE_BLOCK_SIZE_MIN 4096
+#define CACHE_BLOCK_SIZE_MAX (64 * 1024 * 1024)
+#define CACHE_CAPACITY_MAX 65536
+#define CACHE_BYTES_MAX (UINT64_C(4) << 30)
 
 enum {
 	DOC_SKR = 1 << 0,
@@ -1116,11 +1124,11 @@ static int parse_filesystem(struct parse_ctx *p, json_object *obj, const char *p
 	if (s) {
 		size_t n = strlen(s);
 
-		/* The digest of the hash tree: SHA-1, SHA-256, SHA-384 or SHA-512. */
-		if (!is_hex(s, n) || (n != 40 && n != 64 && n != 96 && n != 128))
+		/* The layout generatefs writes hashes with SHA-256 (encfs.h, dm-verity). */
+		if (n != 64 || !is_hex(s, n))
 			return skr_error_set(p->err, -EINVAL,
 			                     "%s %s.verity_root_hash: expected the dm-verity root "
-			                     "hash in hex (64 digits for SHA-256)",
+			                     "hash generatefs printed: 64 hex digits (SHA-256)",
 			                     p->doc, prefix);
 		if (fs->read_write)
 			return skr_error_set(
@@ -1184,9 +1192,167 @@ static int parse_filesystem(struct parse_ctx *p, json_object *obj, const char *p
 	return 0;
 }
 
+/*
+ * An absolute path for one of our options (@name at the top of the document): no '.', '..' or
+ * empty components, no control characters, not the root; a trailing '/' dropped.
+ */
+static int parse_path_field(struct parse_ctx *p, json_object *root, const char *name, char **dst)
+{
+	const char *s, *why = NULL;
+	size_t len;
+	int r;
+
+	r = field_string(p, root, "", name, &s);
+	if (r < 0 || !s)
+		return r;
+	len = strlen(s);
+	while (len > 1 && s[len - 1] == '/')
+		len--;
+	if (s[0] != '/')
+		why = "is not absolute";
+	else if (len == 1)
+		why = "is the root directory";
+	else if (len >= 4096)
+		why = "is too long";
+	else if (has_control(s))
+		why = "contains control characters";
+	for (size_t i = 0; !why && i < len;) {
+		size_t j = i + 1, n;
+
+		while (j < len && s[j] != '/')
+			j++;
+		n = j - i - 1;
+		if (n == 0)
+			why = "contains '//'";
+		else if ((n == 1 && s[i + 1] == '.') ||
+		         (n == 2 && s[i + 1] == '.' && s[i + 2] == '.'))
+			why = "contains a '.' or '..' component";
+		i = j;
+	}
+	if (why)
+		return skr_error_set(
+		        p->err, -EINVAL,
+		        "%s %s %s: expected an absolute path without '.', '..' or '//' "
+		        "components",
+		        p->doc, name, why);
+	free(*dst);
+	*dst = strndup(s, len);
+	return *dst ? 0 : skr_error_set(p->err, -ENOMEM, "%s: out of memory", p->doc);
+}
+
+/* A whole number field in [@min, @max]; absent leaves *out. */
+static int parse_uint_field(struct parse_ctx *p, json_object *obj, const char *prefix,
+                            const char *name, int64_t min, int64_t max, const char *what,
+                            uint32_t *out)
+{
+	json_object *v;
+	char path[96];
+	int64_t n;
+	int r;
+
+	r = field_get(p, obj, prefix, name, FIELD_INT, &v);
+	if (r < 0 || !v)
+		return r;
+	n = json_object_get_int64(v);
+	if (n < min || n > max) {
+		field_path(path, sizeof(path), prefix, name);
+		return skr_error_set(p->err, -EINVAL, "%s %s: expected %s between %lld and %lld",
+		                     p->doc, path, what, (long long)min, (long long)max);
+	}
+	*out = (uint32_t)n;
+	return 0;
+}
+
+/* Our options of EncfsSideCarArgs: work_dir, ready_file, on_mount_failure, access, cache. */
+static int parse_encfs_ours(struct parse_ctx *p, json_object *root, struct sidecar_config *c)
+{
+	static const char *const cache_known[] = {"block_size", "capacity_blocks",
+	                                          "readahead_blocks", NULL};
+	uint32_t capacity;
+	json_object *cache;
+	const char *s;
+	char shown[48];
+	int r;
+
+	if ((r = parse_path_field(p, root, "work_dir", &c->work_dir)) < 0 ||
+	    (r = parse_path_field(p, root, "ready_file", &c->ready_file)) < 0)
+		return r;
+
+	r = field_string(p, root, "", "on_mount_failure", &s);
+	if (r < 0)
+		return r;
+	if (s) {
+		if (strcmp(s, "exit") == 0)
+			c->on_mount_failure = SIDECAR_ON_FAILURE_EXIT;
+		else if (strcmp(s, "continue") == 0)
+			c->on_mount_failure = SIDECAR_ON_FAILURE_CONTINUE;
+		else
+			return skr_error_set(
+			        p->err, -EINVAL,
+			        "%s on_mount_failure: unknown policy '%s'; expected exit "
+			        "(the default: clean up and exit non-zero) or continue "
+			        "(keep serving the others)",
+			        p->doc, printable(s, shown, sizeof(shown)));
+	}
+
+	r = field_string(p, root, "", "access", &s);
+	if (r < 0)
+		return r;
+	if (s) {
+		if (strcmp(s, "fuse") == 0)
+			c->access = SIDECAR_ACCESS_FUSE;
+		else if (strcmp(s, "download") == 0)
+			c->access = SIDECAR_ACCESS_DOWNLOAD;
+		else
+			return skr_error_set(
+			        p->err, -EINVAL,
+			        "%s access: unknown mode '%s'; expected fuse (lazy, the "
+			        "default) or download (the whole image first)",
+			        p->doc, printable(s, shown, sizeof(shown)));
+	}
+
+	r = field_get(p, root, "", "cache", FIELD_OBJECT, &cache);
+	if (r < 0 || !cache)
+		return r;
+	note_unknown(p, cache, "cache", cache_known);
+	if ((r = parse_uint_field(p, cache, "cache", "block_size", CACHE_BLOCK_SIZE_MIN,
+	                          CACHE_BLOCK_SIZE_MAX, "bytes", &c->cache_block_size)) < 0 ||
+	    (r = parse_uint_field(p, cache, "cache", "capacity_blocks", 2, CACHE_CAPACITY_MAX,
+	                          "a number of blocks", &c->cache_capacity_blocks)) < 0 ||
+	    (r = parse_uint_field(p, cache, "cache", "readahead_blocks", 1, CACHE_CAPACITY_MAX / 2,
+	                          "a number of blocks", &c->cache_readahead_blocks)) < 0)
+		return r;
+	if (c->cache_block_size & (c->cache_block_size - 1))
+		return skr_error_set(p->err, -EINVAL,
+		                     "%s cache.block_size: expected a power of two (such as 524288 "
+		                     "for 512 KiB)",
+		                     p->doc);
+	capacity = c->cache_capacity_blocks ? c->cache_capacity_blocks : DEFAULT_CACHE_CAPACITY;
+	if (c->cache_readahead_blocks > capacity / 2)
+		return skr_error_set(p->err, -EINVAL,
+		                     "%s cache.readahead_blocks: expected at most half of "
+		                     "capacity_blocks (%u)",
+		                     p->doc, capacity / 2);
+	if ((uint64_t)(c->cache_block_size ? c->cache_block_size : DEFAULT_CACHE_BLOCK_SIZE) *
+	            capacity >
+	    CACHE_BYTES_MAX)
+		return skr_error_set(p->err, -EINVAL,
+		                     "%s cache: block_size * capacity_blocks is over %llu MiB of "
+		                     "memory per filesystem",
+		                     p->doc, (unsigned long long)(CACHE_BYTES_MAX >> 20));
+	return 0;
+}
+
 static int parse_encfs_doc(struct parse_ctx *p, json_object *root, struct sidecar_config *c)
 {
-	static const char *const known[] = {"azure_info", "azure_filesystems", NULL};
+	static const char *const known[] = {"azure_info",
+	                                    "azure_filesystems",
+	                                    "work_dir",
+	                                    "ready_file",
+	                                    "on_mount_failure",
+	                                    "access",
+	                                    "cache",
+	                                    NULL};
 	static const char *const info_known[] = {"certcache", "identity", NULL};
 	json_object *info, *arr;
 	char prefix[48];
@@ -1202,6 +1368,10 @@ static int parse_encfs_doc(struct parse_ctx *p, json_object *root, struct sideca
 		if (r < 0)
 			return r;
 	}
+
+	r = parse_encfs_ours(p, root, c);
+	if (r < 0)
+		return r;
 
 	r = field_get(p, root, "", "azure_filesystems", FIELD_ARRAY, &arr);
 	if (r < 0 || !arr)
@@ -1271,6 +1441,14 @@ int sidecar_config_parse_encfs_args(const char *b64, size_t len, struct sidecar_
  * Validation across fields
  * ------------------------------------------------------------------------------------------- */
 
+/* @path is @dir or below it (both normalised: absolute, no trailing '/'). */
+static bool path_below_or_equal(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 int sidecar_config_validate(const struct sidecar_config *c, struct skr_error *err)
 {
 	enum log_level level;
@@ -1298,7 +1476,17 @@ int sidecar_config_validate(const struct sidecar_config *c, struct skr_error *er
 
 	for (size_t i = 0; i < c->n_filesystems; i++) {
 		const struct sidecar_filesystem *a = &c->filesystems[i];
+		const char *wd = c->work_dir ? c->work_dir : SIDECAR_DEFAULT_WORK_DIR;
 
+		/* A restart unmounts everything below work_dir: a mount point must lie outside. */
+		if (a->mount_point && (path_below_or_equal(a->mount_point, wd) ||
+		                       path_below_or_equal(wd, a->mount_point)))
+			return skr_error_set(
+			        err, -EINVAL,
+			        DOC_ENCFS_NAME
+			        " work_dir %s and azure_filesystems[%zu].mount_point %s "
+			        "overlap: expected a work_dir of the sidecar's own",
+			        wd, i, a->mount_point);
 		if (!a->azure_url || !a->mount_point)
 			return skr_error_set(err, -EINVAL,
 			                     DOC_ENCFS_NAME
@@ -1616,6 +1804,31 @@ int sidecar_config_print(const struct sidecar_config *c, FILE *f)
 	json_object_object_add(root, "azure_filesystems", arr);
 	json_object_object_add(root, "raw_key_allowed",
 	                       json_object_new_boolean(sidecar_config_raw_key_allowed()));
+	json_object_object_add(
+	        root, "work_dir",
+	        json_object_new_string(c->work_dir ? c->work_dir : SIDECAR_DEFAULT_WORK_DIR));
+	json_object_object_add(root, "ready_file", json_str_or_null(c->ready_file));
+	json_object_object_add(
+	        root, "on_mount_failure",
+	        json_object_new_string(
+	                c->on_mount_failure == SIDECAR_ON_FAILURE_CONTINUE ? "continue" : "exit"));
+	json_object_object_add(
+	        root, "access",
+	        json_object_new_string(c->access == SIDECAR_ACCESS_DOWNLOAD ? "download" : "fuse"));
+	o = json_object_new_object();
+	json_object_object_add(o, "block_size",
+	                       json_object_new_int64(c->cache_block_size
+	                                                     ? c->cache_block_size
+	                                                     : DEFAULT_CACHE_BLOCK_SIZE));
+	json_object_object_add(o, "capacity_blocks",
+	                       json_object_new_int64(c->cache_capacity_blocks
+	                                                     ? c->cache_capacity_blocks
+	                                                     : DEFAULT_CACHE_CAPACITY));
+	json_object_object_add(o, "readahead_blocks",
+	                       json_object_new_int64(c->cache_readahead_blocks
+	                                                     ? c->cache_readahead_blocks
+	                                                     : DEFAULT_CACHE_READAHEAD));
+	json_object_object_add(root, "cache", o);
 
 	text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY |
 	                                                    JSON_C_TO_STRING_SPACED |
@@ -1862,6 +2075,8 @@ int sidecar_config_load(int argc, char **argv, struct sidecar_config *out, struc
 			r = skr_error_set(err, -EIO, "--print-config: cannot write to stdout");
 			goto fail;
 		}
+		/* the caller exits without the configuration: nothing of it may outlive this */
+		sidecar_config_clear(out);
 		return 1;
 	}
 	return 0;
@@ -1912,6 +2127,8 @@ void sidecar_config_clear(struct sidecar_config *c)
 	free_string(&c->imds_endpoint);
 	free_string(&c->security_context_dir);
 	free_string(&c->cert_cache_dir);
+	free_string(&c->work_dir);
+	free_string(&c->ready_file);
 	for (size_t i = 0; i < c->n_allowed_maa && i < SIDECAR_ENDPOINTS_MAX; i++)
 		free_string(&c->allowed_maa[i]);
 	for (size_t i = 0; i < c->n_allowed_akv && i < SIDECAR_ENDPOINTS_MAX; i++)

@@ -21,10 +21,25 @@
 #define SIDECAR_DEFAULT_PORT 8080
 #define SIDECAR_ENDPOINTS_MAX 32
 #define SIDECAR_FILESYSTEMS_MAX 16
+/* Where FUSE mounts and downloads live (<work_dir>/<index>/): a directory of the sidecar's own,
+ * since a restart unmounts everything below it. */
+#define SIDECAR_DEFAULT_WORK_DIR "/run/confidential-sidecar"
 
 enum sidecar_log_format {
 	SIDECAR_LOG_HUMAN = 0,
 	SIDECAR_LOG_JSON,
+};
+
+/* What the daemon does when a filesystem cannot be mounted ("on_mount_failure"). */
+enum sidecar_on_failure {
+	SIDECAR_ON_FAILURE_EXIT = 0, /* "exit": clean up and exit non-zero (default) */
+	SIDECAR_ON_FAILURE_CONTINUE, /* "continue": keep serving (and the other filesystems) */
+};
+
+/* How the image reaches the machine ("access"). */
+enum sidecar_access {
+	SIDECAR_ACCESS_FUSE = 0, /* "fuse": a lazy FUSE file over a block cache (default) */
+	SIDECAR_ACCESS_DOWNLOAD, /* "download": the whole blob to <work_dir>/<index>/image */
 };
 
 /* One entry of EncfsSideCarArgs.azure_filesystems (§7.3). */
@@ -82,6 +97,17 @@ struct sidecar_config {
 	/* EncfsSideCarArgs (§7.3) */
 	struct sidecar_filesystem filesystems[SIDECAR_FILESYSTEMS_MAX];
 	size_t n_filesystems;
+
+	/* our additions to EncfsSideCarArgs (all optional) */
+	char *work_dir;   /* "work_dir": absolute; NULL = SIDECAR_DEFAULT_WORK_DIR */
+	char *ready_file; /* "ready_file": written (atomically) once every filesystem is mounted */
+	enum sidecar_on_failure on_mount_failure; /* "on_mount_failure" */
+	enum sidecar_access access;               /* "access" */
+	/* "cache": {"block_size", "capacity_blocks", "readahead_blocks"}; 0 = libencfs's default
+	 * (512 KiB blocks, 64 of them, 8 read ahead) */
+	uint32_t cache_block_size;
+	uint32_t cache_capacity_blocks;
+	uint32_t cache_readahead_blocks;
 
 	/* Private to config.c: which documents were parsed (each at most once), so that a value
 	 * given in both (azure_info vs SkrSideCarArgs) names the other document when it differs. */

@@ -14,13 +14,16 @@
 
 #include "api.h"
 #include "audit.h"
+#include "encfs_runner.h"
 #include "log.h"
 #include "logsink.h"
 #include "status.h"
 
 /*
  * Signals the main thread takes with sigwait(): blocked before any thread exists (the
- * attester's key pool, MHD, the workers), so no other thread ever runs a handler.
+ * attester's key pool, MHD, the workers), so no other thread ever runs a handler. SIGUSR1 is
+ * how the filesystem runner wakes the main thread once every mount is over; the runner's state,
+ * not the signal, decides what happens (a stray SIGUSR1 changes nothing).
  */
 static void daemon_signal_set(sigset_t *set)
 {
@@ -28,6 +31,7 @@ static void daemon_signal_set(sigset_t *set)
 	sigaddset(set, SIGTERM);
 	sigaddset(set, SIGINT);
 	sigaddset(set, SIGHUP);
+	sigaddset(set, SIGUSR1);
 }
 
 /*
@@ -64,6 +68,7 @@ struct daemon {
 	struct skr_attester *attester;
 	struct sidecar_api api;
 	struct sidecar_api_server *server;
+	struct sidecar_encfs_runner *runner;
 };
 
 static void daemon_release(struct daemon *d)
@@ -75,6 +80,36 @@ static void daemon_release(struct daemon *d)
 	/* Last: everything above may still log. */
 	sidecar_logsink_free(d->log);
 	memset(d, 0, sizeof(*d));
+}
+
+/* From a runner thread: wake the main thread's sigwait(). */
+static void daemon_mounts_over(void *userdata)
+{
+	(void)userdata;
+	kill(getpid(), SIGUSR1);
+}
+
+/*
+ * Unmount the filesystems (reverse order, bounded). False when a pipeline or an unmount still
+ * runs at the deadline: what it uses (the attester, the runner) must then not be freed.
+ */
+static bool daemon_unmount(struct daemon *d)
+{
+	struct skr_error err = {0};
+	int r;
+
+	if (!d->runner)
+		return true;
+	r = sidecar_encfs_runner_stop(d->runner, SIDECAR_UNMOUNT_TIMEOUT_MS, &err);
+	if (r == -ETIMEDOUT) {
+		log_error("stopping: %s", skr_error_message(&err));
+		return false;
+	}
+	if (r < 0)
+		log_error("stopping: unmount: %s; the next start cleans up what is left",
+		          skr_error_message(&err));
+	d->runner = NULL;
+	return true;
 }
 
 static int daemon_start(struct daemon *d, const struct sidecar_config *cfg)
@@ -126,6 +161,23 @@ static int daemon_start(struct daemon *d, const struct sidecar_config *cfg)
 	}
 	sidecar_status_set_ready(d->status, true);
 	log_info("confidential-sidecar ready: API on port %u", sidecar_api_server_port(d->server));
+
+	/* The API serves first: /status says "Status NOT OK" until every filesystem is mounted. */
+	if (cfg->n_filesystems > 0) {
+		struct sidecar_encfs_runner_options ro = {
+		        .cfg = cfg,
+		        .attester = d->attester,
+		        .status = d->status,
+		        .audit = d->audit,
+		        .done_fn = daemon_mounts_over,
+		};
+
+		r = sidecar_encfs_runner_start(&ro, &d->runner, &err);
+		if (r < 0) {
+			log_error("%s", err.msg);
+			return r;
+		}
+	}
 	return 0;
 }
 
@@ -145,7 +197,7 @@ int sidecar_daemon_run(const struct sidecar_config *cfg)
 {
 	struct daemon d = {0};
 	sigset_t set;
-	int sig = 0, r;
+	int sig = 0, exit_code = 0, r;
 
 	daemon_harden();
 	daemon_limit_arenas();
@@ -159,6 +211,8 @@ int sidecar_daemon_run(const struct sidecar_config *cfg)
 	signal(SIGPIPE, SIG_IGN);
 
 	if (daemon_start(&d, cfg) < 0) {
+		if (!daemon_unmount(&d))
+			_exit(1);
 		daemon_release(&d);
 		return 1;
 	}
@@ -170,13 +224,31 @@ int sidecar_daemon_run(const struct sidecar_config *cfg)
 			daemon_reopen(&d);
 			continue;
 		}
+		if (sig == SIGUSR1) {
+			if (d.runner && sidecar_encfs_runner_should_exit(d.runner)) {
+				exit_code = 1;
+				break;
+			}
+			continue;
+		}
 		break;
 	}
-	log_info("%s: stopping: no new connections, waiting up to %d s for %u request(s) in flight",
-	         sig == SIGTERM ? "SIGTERM" : "SIGINT", SIDECAR_SHUTDOWN_TIMEOUT_MS / 1000,
-	         sidecar_api_server_in_flight(d.server));
+	if (exit_code)
+		log_error("stopping: a filesystem failed to mount (on_mount_failure \"exit\"): "
+		          "unmounting the others, then exiting with status 1");
+	else
+		log_info("%s: stopping: no new connections, waiting up to %d s for %u request(s) "
+		         "in flight",
+		         sig == SIGTERM ? "SIGTERM" : "SIGINT", SIDECAR_SHUTDOWN_TIMEOUT_MS / 1000,
+		         sidecar_api_server_in_flight(d.server));
 	sidecar_status_set_ready(d.status, false);
 	sidecar_api_server_quiesce(d.server);
+	/* Before the drain: the unmounts have their own bound, and a hung request must not
+	 * keep the filesystems mounted past it. */
+	if (!daemon_unmount(&d)) {
+		log_error("stopping: exiting with filesystems still being mounted or unmounted");
+		_exit(1);
+	}
 	if (sidecar_api_server_drain(d.server, SIDECAR_SHUTDOWN_TIMEOUT_MS) < 0) {
 		/*
 		 * Their threads still use the attester and the connections: freeing either would
@@ -185,9 +257,9 @@ int sidecar_daemon_run(const struct sidecar_config *cfg)
 		log_error("stopping: %u request(s) still running after %d s; exiting without them",
 		          sidecar_api_server_in_flight(d.server),
 		          SIDECAR_SHUTDOWN_TIMEOUT_MS / 1000);
-		_exit(0);
+		_exit(exit_code);
 	}
 	log_info("stopped");
 	daemon_release(&d);
-	return 0;
+	return exit_code;
 }

@@ -10,7 +10,14 @@
 #   4. a release the policy refuses (another platform's host data), with the reason;
 #   5. the daemon, configured as a container group configures it (SkrSideCarArgs and
 #      EncfsSideCarArgs: base64 of JSON, Port): GET /status, POST /attest/maa returning a token,
-#      POST /key/release returning the key as a JWK whose fingerprint equals the imported key's.
+#      POST /key/release returning the key as a JWK whose fingerprint equals the imported key's;
+#   6. the mission: generatefs packs examples/encfs/data into a LUKS2 image (rootless), uploaded
+#      to Azurite (local Azure Blob Storage); importkey imports its key with a policy bound to
+#      the platform; the sidecar, configured through SkrSideCarArgs and EncfsSideCarArgs,
+#      attests, releases the key, opens the image from blob storage and mounts it; the files
+#      are read from the mount point. Natively where the kernel has dm-crypt and we are root;
+#      otherwise inside a QEMU guest (tests/vm/run-demo.sh), and it says so.
+#      DEMO_MISSION=native|vm|skip forces a choice.
 # Installs dependencies (Debian 12, root), builds, runs, and stops everything it started.
 set -euo pipefail
 
@@ -27,8 +34,15 @@ bin=build-demo
 state=$(mktemp -d /tmp/sidecar-demo.XXXXXX)
 devcloud_pid=
 daemon_pid=
+azurite_pid=
 cleanup() {
 	[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+	[ -n "$azurite_pid" ] && kill "$azurite_pid" 2>/dev/null && wait "$azurite_pid" 2>/dev/null
+	# a mission run cut short: the daemon unmounts on SIGTERM; anything left is ours to remove
+	if [ -d "$state/mnt" ]; then
+		grep -o " $state/[^ ]*" /proc/self/mounts 2>/dev/null | sort -r |
+			while read -r m; do umount -l "$m" 2>/dev/null || true; done
+	fi
 	[ -n "$devcloud_pid" ] && kill "$devcloud_pid" 2>/dev/null && wait "$devcloud_pid" 2>/dev/null
 	rm -rf "$state"
 }
@@ -213,3 +227,97 @@ kill "$daemon_pid"
 wait "$daemon_pid" || { echo "the daemon did not stop cleanly" >&2; exit 1; }
 daemon_pid=
 echo "(daemon stopped with SIGTERM: exit 0)"
+
+echo
+echo "== 6. the mission: an encrypted filesystem from blob storage, mounted for the application"
+mission=${DEMO_MISSION:-auto}
+if [ "$mission" = auto ]; then
+	mission=vm
+	# dm-crypt needs root and a kernel with device-mapper and the crypt target.
+	if [ "$(id -u)" -eq 0 ] && grep -qw device-mapper /proc/misc 2>/dev/null &&
+		{ [ -d /sys/module/dm_crypt ] || modprobe dm_crypt 2>/dev/null; }; then
+		mission=native
+	fi
+fi
+case "$mission" in
+skip)
+	echo "(skipped: DEMO_MISSION=skip)"
+	;;
+vm)
+	echo "this host's kernel has no dm-crypt (or we are not root): the sidecar runs inside a" \
+		"QEMU guest, the image and the services stay on this host"
+	bash tests/vm/run-demo.sh --build-dir "$bin" --data examples/encfs/data
+	;;
+native)
+	echo "this host has dm-crypt and we are root: the sidecar mounts natively"
+	azurite_bin=${AZURITE_BLOB_BIN:-${XDG_CACHE_HOME:-$HOME/.cache}/csc-azurite/node_modules/.bin/azurite-blob}
+	az_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	(cd "$state" && exec "$azurite_bin" --blobHost 127.0.0.1 --blobPort "$az_port" \
+		--inMemoryPersistence --skipApiVersionCheck --disableTelemetry --silent) \
+		>"$state/azurite.log" 2>&1 &
+	azurite_pid=$!
+	for i in $(seq 1 150); do
+		$bin/tests/vm/vm_azurite container "$az_port" demo --public 2>/dev/null && break
+		[ "$i" -eq 150 ] && { cat "$state/azurite.log" >&2; exit 1; }
+		sleep 0.2
+	done
+	echo "\$ generatefs --dir examples/encfs/data --out encfs.img --generate-key encfs.key"
+	$bin/tools/generatefs/generatefs --dir examples/encfs/data --out "$state/encfs.img" \
+		--generate-key "$state/encfs.key"
+	$bin/tests/vm/vm_azurite put "$az_port" demo encfs.img "$state/encfs.img"
+	blob_url="http://127.0.0.1:$az_port/devstoreaccount1/demo/encfs.img"
+	echo "uploaded to $blob_url"
+	sed "s/\"demo-key\"/\"encfs-key\"/" "$state/importkeyconfig.json" >"$state/encfs-import.json"
+	(cd "$state" && "$top/$bin/tools/importkey/importkey" -c encfs-import.json -kh encfs.key \
+		-a --imds-endpoint "$imds" --ca-bundle "$ca")
+	# The operator's copy of the key is not needed any more: only the vault holds it now.
+	rm -f "$state/encfs.key"
+	mkdir -p "$state/mnt/remote"
+	encfs_json=$(python3 -c 'import json,sys; print(json.dumps({
+    "azure_filesystems": [{"azure_url": sys.argv[1], "mount_point": sys.argv[2],
+        "key": {"kid": "encfs-key", "kty": "oct-HSM",
+                "authority": {"endpoint": sys.argv[3]}, "akv": {"endpoint": sys.argv[4]}}}],
+    "work_dir": sys.argv[5], "ready_file": sys.argv[6]}))' \
+		"$blob_url" "$state/mnt/remote/share" "$maa" "$akv" "$state/work" "$state/ready")
+	echo "EncfsSideCarArgs = base64 of $encfs_json"
+	SkrSideCarArgs=$(printf '%s' "$skr_json" | base64 -w0) \
+	EncfsSideCarArgs=$(printf '%s' "$encfs_json" | base64 -w0) \
+	Port=$port LogFile="$state/sidecar-mission.log" \
+		$bin/sidecar/confidential-sidecar 2>"$state/sidecar-mission.err" &
+	daemon_pid=$!
+	for i in $(seq 1 600); do
+		[ -e "$state/ready" ] && break
+		if ! kill -0 "$daemon_pid" 2>/dev/null || [ "$i" -eq 600 ]; then
+			echo "the filesystem did not mount:" >&2
+			curl -s "localhost:$port/status" >&2 || true
+			cat "$state/sidecar-mission.err" "$state/sidecar-mission.log" >&2 2>/dev/null || true
+			exit 1
+		fi
+		sleep 0.1
+	done
+	echo "\$ curl -s localhost:$port/status"
+	curl -s "localhost:$port/status"
+	echo
+	echo "the application reads $state/mnt/remote/share:"
+	(cd "$state/mnt/remote/share" && find . -type f | sort | while read -r f; do
+		echo "--- $f"
+		head -c 2000 "$f"
+		echo
+	done)
+	diff -r examples/encfs/data "$state/mnt/remote/share" >/dev/null ||
+		{ echo "MISMATCH between the mount and examples/encfs/data" >&2; exit 1; }
+	echo "(the files equal examples/encfs/data)"
+	kill "$daemon_pid"
+	wait "$daemon_pid" || { echo "the daemon did not stop cleanly" >&2; exit 1; }
+	daemon_pid=
+	if grep -q " $state/" /proc/self/mounts; then
+		echo "something is still mounted after SIGTERM" >&2
+		exit 1
+	fi
+	echo "(daemon stopped with SIGTERM: unmounted, LUKS mapping closed, nothing left)"
+	;;
+*)
+	echo "DEMO_MISSION must be native, vm or skip, not '$mission'" >&2
+	exit 2
+	;;
+esac

@@ -987,24 +987,42 @@ static void test_audit_and_signals(void **state)
 		test_http_client_response_clear(&r);
 	}
 
-	/* EncfsSideCarArgs: the filesystem is in /status, its key's endpoints are allowed */
+	/*
+	 * EncfsSideCarArgs: the filesystem is in /status, its key's endpoints are allowed. Its
+	 * image does not exist (devcloud answers 404 for it), so the mount fails at step "blob";
+	 * with on_mount_failure "continue" the API keeps serving and /status says why.
+	 */
 	{
 		_cleanup_free_ char *skr = skr_args_json(NULL), *encfs = NULL;
 		struct test_http_client_response r = {0};
 		char body[1024];
+		bool failed = false;
 
 		assert_true(asprintf(&encfs,
 		                     "{\"azure_filesystems\": [{\"azure_url\": "
-		                     "\"https://acct.blob.core.windows.net/c/fs.img\", "
-		                     "\"mount_point\": \"/mnt/remote/share\", \"key\": {\"kid\": "
+		                     "\"https://%s/container/missing.img\", "
+		                     "\"mount_point\": \"%s/mnt/share\", \"key\": {\"kid\": "
 		                     "\"sidecar-key\", \"kty\": \"oct-HSM\", \"authority\": "
-		                     "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}]}",
-		                     dc.attest, dc.kv) > 0);
+		                     "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}], "
+		                     "\"work_dir\": \"%s/work\", \"on_mount_failure\": \"continue\"}",
+		                     dc.attest, tmpdir, dc.attest, dc.kv, tmpdir) > 0);
 		start_daemon(skr, encfs);
-		/* nothing mounts it in this daemon yet: pending, so not "Status OK" */
-		expect("GET", "/status", NULL, 200,
-		       "{\"message\":\"Status NOT OK\",\"state\":\"starting\",\"filesystems\":"
-		       "[{\"mount_point\":\"/mnt/remote/share\",\"state\":\"pending\"}]}");
+		for (int i = 0; i < 200 && !failed; i++) {
+			api("GET", "/status", NULL, &r);
+			assert_int_equal(r.status, 200);
+			/* never "Status OK" while the filesystem is not mounted */
+			assert_non_null(strstr(r.body, "\"Status NOT OK\""));
+			failed = strstr(r.body, "\"state\":\"failed\"") != NULL;
+			if (failed) {
+				assert_non_null(strstr(r.body, "\"state\":\"degraded\""));
+				assert_non_null(strstr(r.body, "\"step\":\"blob\""));
+			} else {
+				assert_non_null(strstr(r.body, "\"state\":\"pending\""));
+				usleep(50 * 1000);
+			}
+			test_http_client_response_clear(&r);
+		}
+		assert_true(failed);
 		snprintf(body, sizeof(body),
 		         "{\"maa_endpoint\": \"%s\", \"akv_endpoint\": \"%s\", \"kid\": "
 		         "\"sidecar-key\"}",

@@ -269,6 +269,38 @@ static void check_encfs_two(const struct sidecar_config *c)
 	assert_string_equal(c->identity_client_id, "client-guid");
 }
 
+static void check_encfs_defaults(const struct sidecar_config *c)
+{
+	assert_null(c->work_dir);
+	assert_null(c->ready_file);
+	assert_int_equal(c->on_mount_failure, SIDECAR_ON_FAILURE_EXIT);
+	assert_int_equal(c->access, SIDECAR_ACCESS_FUSE);
+	assert_int_equal(c->cache_block_size, 0);
+	assert_int_equal(c->cache_capacity_blocks, 0);
+	assert_int_equal(c->cache_readahead_blocks, 0);
+}
+
+static void check_encfs_ours(const struct sidecar_config *c)
+{
+	assert_int_equal(c->n_filesystems, 1);
+	assert_string_equal(c->work_dir, "/run/sidecar-work"); /* trailing '/' dropped */
+	assert_string_equal(c->ready_file, "/run/sidecar/ready");
+	assert_int_equal(c->on_mount_failure, SIDECAR_ON_FAILURE_CONTINUE);
+	assert_int_equal(c->access, SIDECAR_ACCESS_DOWNLOAD);
+	assert_int_equal(c->cache_block_size, 1048576);
+	assert_int_equal(c->cache_capacity_blocks, 128);
+	assert_int_equal(c->cache_readahead_blocks, 16);
+}
+
+static void check_encfs_exit_fuse(const struct sidecar_config *c)
+{
+	assert_int_equal(c->on_mount_failure, SIDECAR_ON_FAILURE_EXIT);
+	assert_int_equal(c->access, SIDECAR_ACCESS_FUSE);
+	assert_int_equal(c->cache_block_size, 4096);
+	assert_int_equal(c->cache_capacity_blocks, 0);
+	assert_int_equal(c->cache_readahead_blocks, 32); /* half the default capacity */
+}
+
 static void check_encfs_sample(const struct sidecar_config *c)
 {
 	assert_int_equal(c->n_filesystems, 1);
@@ -341,6 +373,19 @@ static const struct accepted accepted_cases[] = {
          "     \"key_derivation\": {\n            \"salt\": \"\",\n            \"label\": \"\"\n"
          "         }\n      }\n   ]\n}",
          check_encfs_sample, 0},
+        {"EncfsSideCarArgs without our options", true, ENCFS_TWO, check_encfs_defaults, 0},
+        {"our EncfsSideCarArgs options", true,
+         "{\"work_dir\":\"/run/sidecar-work/\",\"ready_file\":\"/run/sidecar/ready\","
+         "\"on_mount_failure\":\"continue\",\"access\":\"download\",\"cache\":{"
+         "\"block_size\":1048576,\"capacity_blocks\":128,\"readahead_blocks\":16},"
+         "\"azure_filesystems\":[{\"azure_url\":\"https://acct.blob.core.windows.net/c/i.img\","
+         "\"mount_point\":\"/mnt/remote/share\",\"key\":{\"kid\":\"k\",\"authority\":{"
+         "\"endpoint\":\"m.example\"},\"akv\":{\"endpoint\":\"v.example\"}}}]}",
+         check_encfs_ours, 0},
+        {"our EncfsSideCarArgs options, other values", true,
+         "{\"on_mount_failure\":\"exit\",\"access\":\"fuse\",\"cache\":{\"block_size\":"
+         "4096,\"readahead_blocks\":32,\"capacity_blocks\":null}}",
+         check_encfs_exit_fuse, 0},
 };
 
 static void test_accepted(void **state)
@@ -656,8 +701,98 @@ static const struct refused refused_cases[] = {
         {true, false,
          FS("{" FS0_URL ",\"mount_point\":\"/a\"," FS_KEY("k") ",\"verity_root_hash\":"
                                                                "\"abcd\"}"),
-         E0 ".verity_root_hash: expected the dm-verity root hash in hex (64 digits for SHA-256)",
+         E0 ".verity_root_hash: expected the dm-verity root hash generatefs printed: 64 hex "
+            "digits (SHA-256)",
          ANY_BUILD, false},
+        /* a SHA-1 digest: not the layout generatefs writes */
+        {true, false,
+         FS("{" FS0_URL ",\"mount_point\":\"/a\"," FS_KEY("k") ",\"verity_root_hash\":"
+                                                               "\"4392712ba01368efdf14b05c76f9"
+                                                               "e4df0d536646\"}"),
+         E0 ".verity_root_hash: expected the dm-verity root hash generatefs printed: 64 hex "
+            "digits (SHA-256)",
+         ANY_BUILD, false},
+        {true, false,
+         FS("{" FS0_URL ",\"mount_point\":\"/a\"," FS_KEY("k") ",\"verity_root_hash\":"
+                                                               "\"4392712ba01368efdf14b05c76f9"
+                                                               "e4df0d53664630b5d48632ed17a137f3"
+                                                               "907g\"}"),
+         E0 ".verity_root_hash: expected the dm-verity root hash generatefs printed: 64 hex "
+            "digits (SHA-256)",
+         ANY_BUILD, false},
+        /* our EncfsSideCarArgs options */
+        {true, false, "{\"work_dir\":\"run/sidecar\"}",
+         "EncfsSideCarArgs work_dir is not absolute: expected an absolute path without '.', "
+         "'..' or '//' components",
+         ANY_BUILD, false},
+        {true, false, "{\"work_dir\":\"/\"}",
+         "EncfsSideCarArgs work_dir is the root directory: expected an absolute path without "
+         "'.', '..' or '//' components",
+         ANY_BUILD, false},
+        {true, false, "{\"work_dir\":\"/run/../etc\"}",
+         "EncfsSideCarArgs work_dir contains a '.' or '..' component: expected an absolute path "
+         "without '.', '..' or '//' components",
+         ANY_BUILD, false},
+        {true, false, "{\"work_dir\":7}", "EncfsSideCarArgs work_dir: expected a string", ANY_BUILD,
+         false},
+        {true, false, "{\"ready_file\":\"/tmp//ready\"}",
+         "EncfsSideCarArgs ready_file contains '//': expected an absolute path without '.', '..' "
+         "or '//' components",
+         ANY_BUILD, false},
+        {true, false, "{\"on_mount_failure\":\"ignore\"}",
+         "EncfsSideCarArgs on_mount_failure: unknown policy 'ignore'; expected exit (the "
+         "default: clean up and exit non-zero) or continue (keep serving the others)",
+         ANY_BUILD, false},
+        {true, false, "{\"on_mount_failure\":false}",
+         "EncfsSideCarArgs on_mount_failure: expected a string", ANY_BUILD, false},
+        {true, false, "{\"access\":\"nfs\"}",
+         "EncfsSideCarArgs access: unknown mode 'nfs'; expected fuse (lazy, the default) or "
+         "download (the whole image first)",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":[]}", "EncfsSideCarArgs cache: expected a JSON object", ANY_BUILD,
+         false},
+        {true, false, "{\"cache\":{\"block_size\":\"512k\"}}",
+         "EncfsSideCarArgs cache.block_size: expected a whole number", ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"block_size\":2048}}",
+         "EncfsSideCarArgs cache.block_size: expected bytes between 4096 and 67108864", ANY_BUILD,
+         false},
+        {true, false, "{\"cache\":{\"block_size\":12288}}",
+         "EncfsSideCarArgs cache.block_size: expected a power of two (such as 524288 for 512 "
+         "KiB)",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"capacity_blocks\":1}}",
+         "EncfsSideCarArgs cache.capacity_blocks: expected a number of blocks between 2 and "
+         "65536",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"readahead_blocks\":0}}",
+         "EncfsSideCarArgs cache.readahead_blocks: expected a number of blocks between 1 and "
+         "32768",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"capacity_blocks\":16,\"readahead_blocks\":9}}",
+         "EncfsSideCarArgs cache.readahead_blocks: expected at most half of capacity_blocks (8)",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"readahead_blocks\":33}}",
+         "EncfsSideCarArgs cache.readahead_blocks: expected at most half of capacity_blocks "
+         "(32)",
+         ANY_BUILD, false},
+        {true, false, "{\"cache\":{\"block_size\":67108864,\"capacity_blocks\":65}}",
+         "EncfsSideCarArgs cache: block_size * capacity_blocks is over 4096 MiB of memory "
+         "per filesystem",
+         ANY_BUILD, false},
+        {true, false,
+         "{\"work_dir\":\"/mnt/remote\",\"azure_filesystems\":[" FS_OK("/mnt/remote/share") "]}",
+         "EncfsSideCarArgs work_dir /mnt/remote and azure_filesystems[0].mount_point "
+         "/mnt/remote/share overlap: expected a work_dir of the sidecar's own",
+         ANY_BUILD, true},
+        {true, false, "{\"work_dir\":\"/srv/a/work\",\"azure_filesystems\":[" FS_OK("/srv/a") "]}",
+         "EncfsSideCarArgs work_dir /srv/a/work and azure_filesystems[0].mount_point /srv/a "
+         "overlap: expected a work_dir of the sidecar's own",
+         ANY_BUILD, true},
+        {true, false, FS(FS_OK("/run/confidential-sidecar/x")),
+         "EncfsSideCarArgs work_dir /run/confidential-sidecar and azure_filesystems[0]."
+         "mount_point /run/confidential-sidecar/x overlap: expected a work_dir of the "
+         "sidecar's own",
+         ANY_BUILD, true},
         {true, false,
          FS("{" FS0_URL ",\"mount_point\":\"/a\"," FS_KEY(
                  "k") ",\"read_write\":true,"
@@ -877,6 +1012,18 @@ static void test_print_redacts(void **state)
 	                    "https://acct.blob.core.windows.net/models/m.img?<redacted>");
 	assert_string_equal(json_object_get_string(path_get(fs, "key_derivation", "label")),
 	                    "Symmetric Encryption Key");
+	/* Our EncfsSideCarArgs options, at their defaults. */
+	assert_string_equal(json_object_get_string(path_get(o, "work_dir", NULL)),
+	                    "/run/confidential-sidecar");
+	assert_true(json_object_is_type(path_get(o, "ready_file", NULL), json_type_null));
+	assert_string_equal(json_object_get_string(path_get(o, "on_mount_failure", NULL)), "exit");
+	assert_string_equal(json_object_get_string(path_get(o, "access", NULL)), "fuse");
+	assert_int_equal(json_object_get_int(path_get(o, "cache", "block_size")), 524288);
+	assert_int_equal(json_object_get_int(path_get(o, "cache", "capacity_blocks")), 64);
+	assert_int_equal(json_object_get_int(path_get(o, "cache", "readahead_blocks")), 8);
+	fs = json_object_array_get_idx(path_get(o, "azure_filesystems", NULL), 1);
+	assert_string_equal(json_object_get_string(path_get(fs, "verity_root_hash", NULL)),
+	                    "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076");
 	if (sidecar_config_raw_key_allowed()) {
 		fs = json_object_array_get_idx(path_get(o, "azure_filesystems", NULL), 2);
 		assert_string_equal(json_object_get_string(path_get(fs, "raw_key", NULL)),

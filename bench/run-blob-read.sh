@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# Blob read benchmark on loopback (issue 5), run by hand, never by `meson test`:
+#   1. sequential read of a random-data blob (1 GiB) through the FUSE file (libencfs: blob →
+#      block cache → FUSE; `dd bs=1M` to /dev/null) vs `curl` of the same blob from the same
+#      Azurite in the same run → ratio FUSE/curl (goal ≥ 0.8);
+#   2. time to first byte through FUSE (blob_open + block cache + FUSE mount + open + first
+#      4 KiB read, median of N fresh mounts) for a 16 MiB and a 1 GiB blob → ratio (goal ≤ 1.2:
+#      lazy access must not depend on the image size).
+# The FUSE bytes are checked against the blob's SHA-256 after the timed runs.
+#
+#   bench/run-blob-read.sh [--build-dir DIR] [--size-mib N] [--rounds N] [--runs N]
+#                          [--in-memory] [--block-size B] [--capacity N] [--readahead N]
+#                          [--threads N]
+#
+# Azurite keeps its blobs on disk (--location in the work directory, page-cached) by default:
+# 1 GiB of blob data in Node's in-memory extent store is possible but gains nothing and costs
+# the host that much RAM for the whole run; --in-memory switches to --inMemoryPersistence.
+# Needs root and /dev/fuse. Everything started here is stopped on exit.
+set -euo pipefail
+
+top=$(cd "$(dirname "$0")/.." && pwd)
+build=${MESON_BUILD_ROOT:-$top/build}
+size_mib=1024
+small_mib=16
+rounds=2
+runs=11
+serve_args=(--on-disk)
+cache_args=()
+while [ $# -gt 0 ]; do
+	case "$1" in
+	--build-dir) build=$2; shift 2 ;;
+	--size-mib) size_mib=$2; shift 2 ;;
+	--rounds) rounds=$2; shift 2 ;;
+	--runs) runs=$2; shift 2 ;;
+	--in-memory) serve_args=(); shift ;;
+	--block-size|--capacity|--readahead|--threads) cache_args+=("$1" "$2"); shift 2 ;;
+	-h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+	*) echo "run-blob-read.sh: unknown argument '$1'" >&2; exit 2 ;;
+	esac
+done
+build=$(cd "$build" && pwd)
+bench=$build/bench/blob_read
+[ -x "$bench" ] || { echo "run-blob-read.sh: $bench not built (ninja -C $build)" >&2; exit 2; }
+if [ "$(id -u)" != 0 ] || [ ! -w /dev/fuse ]; then
+	echo "run-blob-read.sh: needs root and /dev/fuse (FUSE mounts)" >&2
+	exit 2
+fi
+command -v curl >/dev/null || { echo "run-blob-read.sh: curl not found" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/bench-blob-read.XXXXXX)
+serve_pid=
+mount_pid=
+
+# $1: pid (may be empty). SIGTERM, then SIGKILL after 15 s.
+stop_pid() {
+	[ -n "$1" ] || return 0
+	kill "$1" 2>/dev/null || true
+	for _ in $(seq 1 150); do
+		kill -0 "$1" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$1" 2>/dev/null || true
+	wait "$1" 2>/dev/null || true
+}
+
+cleanup() {
+	stop_pid "$mount_pid"
+	# a killed mount helper leaves its FUSE mount behind
+	mountpoint -q "$work/fuse" 2>/dev/null && umount -l "$work/fuse"
+	stop_pid "$serve_pid"
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+# awk arithmetic: calc EXPR
+calc() { awk "BEGIN { printf \"%.3f\", $1 }"; }
+# Whether number $1 < number $2.
+less() { awk "BEGIN { exit !($1 < $2) }"; }
+
+# Wait until file $1 has a line starting with $2 (process $3 must stay alive); print the line.
+wait_line() {
+	local i line
+	for i in $(seq 1 600); do
+		line=$(grep -m1 "^$2" "$1" 2>/dev/null || true)
+		[ -n "$line" ] && { echo "$line"; return 0; }
+		kill -0 "$3" 2>/dev/null || { echo "run-blob-read.sh: $4 exited" >&2; return 1; }
+		sleep 0.1
+	done
+	echo "run-blob-read.sh: $4 not ready in 60 s" >&2
+	return 1
+}
+
+echo "== Azurite ${serve_args[*]:-(in memory)}" >&2
+"$bench" serve --dir "$work/azurite" "${serve_args[@]}" >"$work/serve.out" 2>"$work/serve.err" &
+serve_pid=$!
+port=$(wait_line "$work/serve.out" "port " "$serve_pid" "blob_read serve") ||
+	{ cat "$work/serve.err" >&2; exit 1; }
+port=${port#port }
+
+echo "== uploading ${size_mib} MiB and ${small_mib} MiB of random data" >&2
+head -c $((size_mib * 1024 * 1024)) /dev/urandom >"$work/big.bin"
+head -c $((small_mib * 1024 * 1024)) /dev/urandom >"$work/small.bin"
+big_sha=$(sha256sum "$work/big.bin" | cut -d' ' -f1)
+big_url=$("$bench" upload --port "$port" --file "$work/big.bin" --blob big.bin)
+small_url=$("$bench" upload --port "$port" --file "$work/small.bin" --blob small.bin)
+rm -f "$work/big.bin" "$work/small.bin"
+bytes=$((size_mib * 1024 * 1024))
+
+# Sequential read through a fresh FUSE mount (no kernel page cache from an earlier round).
+fuse_read() {
+	local file t0 t1
+	"$bench" mount --url "$big_url" --dir "$work/fuse" "${cache_args[@]}" \
+		>"$work/mount.out" 2>>"$work/mount.err" &
+	mount_pid=$!
+	file=$(wait_line "$work/mount.out" "ready " "$mount_pid" "blob_read mount") ||
+		{ cat "$work/mount.err" >&2; exit 1; }
+	file=${file#ready }
+	t0=$(now)
+	dd if="$file" of=/dev/null bs=1M status=none
+	t1=$(now)
+	stop_pid "$mount_pid"
+	mount_pid=
+	calc "$t1 - $t0"
+}
+
+curl_read() {
+	local out
+	out=$(curl -s -f -o /dev/null -w '%{time_total} %{size_download}' "$big_url")
+	[ "${out#* }" = "$bytes" ] || { echo "run-blob-read.sh: curl got ${out#* } bytes" >&2; exit 1; }
+	echo "${out% *}"
+}
+
+best_curl=
+best_fuse=
+for r in $(seq 1 "$rounds"); do
+	tc=$(curl_read)
+	tf=$(fuse_read)
+	printf 'round %d: curl %s s, FUSE %s s\n' "$r" "$tc" "$tf" >&2
+	if [ -z "$best_curl" ] || less "$tc" "$best_curl"; then best_curl=$tc; fi
+	if [ -z "$best_fuse" ] || less "$tf" "$best_fuse"; then best_fuse=$tf; fi
+done
+grep '^cache:' "$work/mount.err" | tail -1 | sed 's/^/last FUSE round /' >&2 || true
+
+echo "== checking the FUSE bytes" >&2
+"$bench" mount --url "$big_url" --dir "$work/fuse" "${cache_args[@]}" \
+	>"$work/mount.out" 2>>"$work/mount.err" &
+mount_pid=$!
+file=$(wait_line "$work/mount.out" "ready " "$mount_pid" "blob_read mount") ||
+	{ cat "$work/mount.err" >&2; exit 1; }
+fuse_sha=$(sha256sum "${file#ready }" | cut -d' ' -f1)
+stop_pid "$mount_pid"
+mount_pid=
+[ "$fuse_sha" = "$big_sha" ] ||
+	{ echo "run-blob-read.sh: FUSE bytes differ from the blob (sha256 $fuse_sha)" >&2; exit 1; }
+
+echo "== time to first byte" >&2
+# Interleaved (small, large, small, …) after one unmeasured run of each, so that drift in a
+# shared machine's load hits both alike; medians.
+ttfb_once() {
+	local line
+	line=$("$bench" ttfb --url "$1" --dir "$work/fuse" -n 1 "${cache_args[@]}" 2>>"$work/ttfb.err") ||
+		{ cat "$work/ttfb.err" >&2; exit 1; }
+	echo "$line" | cut -d' ' -f2
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ttfb_once "$small_url" >/dev/null
+ttfb_once "$big_url" >/dev/null
+small_list=
+big_list=
+for _ in $(seq 1 "$runs"); do
+	small_list="$small_list $(ttfb_once "$small_url")"
+	big_list="$big_list $(ttfb_once "$big_url")"
+done
+ttfb_small=$(echo "$small_list" | tr ' ' '\n' | grep . | median)
+ttfb_big=$(echo "$big_list" | tr ' ' '\n' | grep . | median)
+curl_ttfb=$(curl -s -f -o /dev/null -r 0-4095 -w '%{time_starttransfer}' "$big_url")
+
+mb=$(calc "$bytes / 1000000")
+echo
+echo "Sequential read of a ${size_mib} MiB random blob from Azurite on 127.0.0.1 (best of $rounds):"
+printf '  curl                : %8.1f MB/s  (%s s)\n' "$(calc "$mb / $best_curl")" "$best_curl"
+printf '  FUSE file, dd bs=1M : %8.1f MB/s  (%s s)\n' "$(calc "$mb / $best_fuse")" "$best_fuse"
+printf '  ratio FUSE / curl   : %8.2f       (goal >= 0.8)\n' "$(calc "$best_curl / $best_fuse")"
+echo "Time to first byte through FUSE (blob_open + cache + mount + first 4 KiB, median of $runs interleaved):"
+printf '  %5d MiB blob      : %8.1f ms\n' "$small_mib" "$(calc "$ttfb_small * 1000")"
+printf '  %5d MiB blob      : %8.1f ms\n' "$size_mib" "$(calc "$ttfb_big * 1000")"
+printf '  ratio large / small : %8.2f       (goal <= 1.2)\n' "$(calc "$ttfb_big / $ttfb_small")"
+printf '  (curl, first 4 KiB of the large blob: %.1f ms)\n' "$(calc "$curl_ttfb * 1000")"

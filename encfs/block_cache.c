@@ -1,0 +1,1170 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block cache over a blob (encfs.h "Block cache"): fixed-size blocks in an LRU of bounded
+ * capacity, read-ahead of sequential streams by a pool of fetch threads (parallel range
+ * requests), and write-back of dirty blocks for read-write mounts.
+ *
+ * Locking: one mutex guards the table, the LRU list, block states, reference counts, the fetch
+ * queue and the statistics; it is never held during I/O. A block being filled (fetched from the
+ * blob, or overwritten whole) is in the table in state FILLING, so a second reader of it waits
+ * for that fill instead of fetching it again. Block contents are guarded by a per-block rwlock:
+ * readers and write-back copy out under the read lock, writers copy in under the write lock.
+ * A reference count pins a block (no eviction, no reuse) while a thread works on it unlocked.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "blob_internal.h"
+#include "block_cache_internal.h"
+#include "cleanup.h"
+#include "encfs.h"
+#include "log.h"
+
+#define BLOCK_SIZE_DEFAULT (512u * 1024) /* the Go sidecar's azmount block size */
+#define BLOCK_SIZE_MIN 4096u
+#define BLOCK_SIZE_MAX (64u * 1024 * 1024)
+#define CAPACITY_DEFAULT 64u
+#define READAHEAD_DEFAULT 8u
+#define FETCH_THREADS_DEFAULT 4u
+#define FETCH_THREADS_MAX 64u
+/* Blocks one read pins at once (longer reads are served in batches of this many). */
+#define READ_BATCH_MAX 32u
+/* Idle blocks kept for reuse: a fresh 512 KiB buffer costs 128 page faults. */
+#define SPARE_BLOCKS_MAX 16u
+/*
+ * Consecutive missing blocks are fetched with one range request of up to this many bytes (a
+ * "run"): per-request costs dominate small ranges. Measured with bench/run-blob-read.sh (1 GiB,
+ * Azurite on this 2-core host): Azurite spends ~5 ms of CPU per request whatever its size, so
+ * 2048 requests of 512 KiB cost 13 s of its CPU against 2.3 s for 64 of 16 MiB; 8 MiB runs
+ * keep that overhead under a tenth of the transfer. On Azure a request costs a round trip
+ * (~10-30 ms) instead, and several runs in flight keep parallel connections busy.
+ */
+#define FETCH_RUN_MAX_BYTES (8u * 1024 * 1024)
+/* Run buffers kept for reuse (a fresh one costs page faults for every byte fetched). */
+#define RUN_BUFFERS_KEPT 4u
+
+enum block_state {
+	BLOCK_FILLING = 0, /* being fetched or overwritten whole: wait for it */
+	BLOCK_READY,
+	BLOCK_FAILED, /* the fetch failed; already out of the table; err_* say why */
+};
+
+struct block {
+	struct block *hash_next;
+	struct block *lru_prev, *lru_next; /* lru_prev towards the most recently used end */
+	struct block *queue_next;
+	struct block *run_next; /* the next block of the run this one is fetched with */
+	uint64_t index;
+	uint8_t *data;
+	size_t len; /* block_size, or less for the last block */
+	enum block_state state;
+	unsigned refs;
+	bool in_table;
+	bool dirty;
+	bool writing_back;
+	bool readahead_unread; /* fetched by read-ahead and not read yet: the stream's marker */
+	bool queued_demand;    /* in the work queue because a reader (or a flush) waits for it */
+	bool queued_writeback; /* in the work queue to be written back (a flush in parallel) */
+	int writeback_code;    /* how the queued write-back ended, for the flush waiting on it */
+	uint64_t dirty_gen;    /* bumped by every write, to see writes racing a write-back */
+	pthread_rwlock_t data_lock;
+	struct skr_error fail; /* why the fetch failed, or the queued write-back */
+};
+
+struct block_cache {
+	struct blob *blob;
+	uint64_t size;
+	uint64_t nblocks;
+	size_t block_size;
+	size_t capacity;
+	unsigned readahead;
+	size_t run_blocks; /* the most blocks one range request fetches */
+	unsigned nthreads;
+	bool writable;
+
+	pthread_mutex_t lock;
+	pthread_cond_t changed; /* a block left FILLING or a write-back finished */
+	pthread_cond_t work;    /* the fetch queue got work, or stop */
+
+	struct block **buckets;
+	size_t nbuckets;                   /* a power of two */
+	size_t count;                      /* blocks in the table */
+	struct block *lru_head, *lru_tail; /* head = most recently used */
+	struct block *spare;               /* unused blocks for reuse, linked by hash_next */
+	size_t nspare;
+	uint8_t *run_bufs[RUN_BUFFERS_KEPT]; /* idle buffers of run_blocks blocks */
+	unsigned nrun_bufs;
+
+	struct block *queue_head, *queue_tail;
+	bool stop;
+	pthread_t threads[FETCH_THREADS_MAX];
+	unsigned started;
+
+	/* Sequential-stream detection for read-ahead. */
+	uint64_t seq_expect_off; /* where the stream's next read would start */
+	uint64_t seq_last_block; /* the furthest block the stream read */
+	bool seq_any;            /* seq_last_block is valid */
+	unsigned seq_streak;     /* consecutive sequential reads */
+	uint64_t ra_next;        /* first block not yet scheduled for read-ahead */
+
+	struct block_cache_stats stats;
+};
+
+/* ---- blocks, table, LRU (all under c->lock) ------------------------------------------------ */
+
+static size_t block_len(const struct block_cache *c, uint64_t index)
+{
+	uint64_t off = index * c->block_size;
+
+	return c->size - off < c->block_size ? (size_t)(c->size - off) : c->block_size;
+}
+
+static size_t bucket_of(const struct block_cache *c, uint64_t index)
+{
+	/* Fibonacci hashing: sequential indices spread over the buckets. */
+	return (size_t)((index * UINT64_C(0x9E3779B97F4A7C15)) >> 32) & (c->nbuckets - 1);
+}
+
+static struct block *table_lookup(struct block_cache *c, uint64_t index)
+{
+	for (struct block *b = c->buckets[bucket_of(c, index)]; b; b = b->hash_next)
+		if (b->index == index)
+			return b;
+	return NULL;
+}
+
+static void lru_unlink(struct block_cache *c, struct block *b)
+{
+	if (b->lru_prev)
+		b->lru_prev->lru_next = b->lru_next;
+	else
+		c->lru_head = b->lru_next;
+	if (b->lru_next)
+		b->lru_next->lru_prev = b->lru_prev;
+	else
+		c->lru_tail = b->lru_prev;
+	b->lru_prev = b->lru_next = NULL;
+}
+
+static void lru_push_head(struct block_cache *c, struct block *b)
+{
+	b->lru_prev = NULL;
+	b->lru_next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->lru_prev = b;
+	else
+		c->lru_tail = b;
+	c->lru_head = b;
+}
+
+static void lru_touch(struct block_cache *c, struct block *b)
+{
+	if (c->lru_head == b)
+		return;
+	lru_unlink(c, b);
+	lru_push_head(c, b);
+}
+
+static void table_insert(struct block_cache *c, struct block *b)
+{
+	size_t h = bucket_of(c, b->index);
+
+	b->hash_next = c->buckets[h];
+	c->buckets[h] = b;
+	b->in_table = true;
+	c->count++;
+	lru_push_head(c, b);
+}
+
+static void table_remove(struct block_cache *c, struct block *b)
+{
+	struct block **p = &c->buckets[bucket_of(c, b->index)];
+
+	while (*p != b)
+		p = &(*p)->hash_next;
+	*p = b->hash_next;
+	b->hash_next = NULL;
+	b->in_table = false;
+	c->count--;
+	lru_unlink(c, b);
+}
+
+static void block_destroy(struct block *b)
+{
+	pthread_rwlock_destroy(&b->data_lock);
+	free(b->data);
+	free(b);
+}
+
+/* A new block for @index, in state FILLING with one reference, not yet in the table. */
+static struct block *block_get_unused(struct block_cache *c, uint64_t index)
+{
+	struct block *b = c->spare;
+
+	if (b) {
+		c->spare = b->hash_next;
+		c->nspare--;
+	} else {
+		b = calloc(1, sizeof(*b));
+		if (!b)
+			return NULL;
+		b->data = malloc(c->block_size);
+		if (!b->data) {
+			free(b);
+			return NULL;
+		}
+		pthread_rwlock_init(&b->data_lock, NULL);
+	}
+	b->hash_next = b->lru_prev = b->lru_next = b->queue_next = b->run_next = NULL;
+	b->index = index;
+	b->len = block_len(c, index);
+	b->state = BLOCK_FILLING;
+	b->refs = 1;
+	b->in_table = false;
+	b->dirty = b->writing_back = b->readahead_unread = b->queued_demand = false;
+	b->queued_writeback = false;
+	b->writeback_code = 0;
+	b->dirty_gen = 0;
+	skr_error_clear(&b->fail);
+	return b;
+}
+
+static void block_release(struct block_cache *c, struct block *b)
+{
+	if (c->nspare < SPARE_BLOCKS_MAX) {
+		b->hash_next = c->spare;
+		c->spare = b;
+		c->nspare++;
+	} else {
+		block_destroy(b);
+	}
+}
+
+static void block_unref(struct block_cache *c, struct block *b)
+{
+	if (--b->refs == 0 && !b->in_table)
+		block_release(c, b);
+}
+
+/* Evict clean, unpinned blocks from the LRU end until at most @target remain. */
+static void evict_clean(struct block_cache *c, size_t target)
+{
+	struct block *b = c->lru_tail;
+
+	while (b && c->count > target) {
+		struct block *prev = b->lru_prev;
+
+		if (b->refs == 0 && b->state == BLOCK_READY && !b->dirty && !b->writing_back) {
+			table_remove(c, b);
+			block_release(c, b);
+			c->stats.evictions++;
+		}
+		b = prev;
+	}
+}
+
+/* ---- fetching ------------------------------------------------------------------------------ */
+
+/* A block left FILLING: record the outcome, wake waiters, drop the filler's reference. */
+static void fill_done(struct block_cache *c, struct block *b, int r, const struct skr_error *e)
+{
+	if (r < 0) {
+		b->state = BLOCK_FAILED;
+		b->fail = *e;
+		if (b->fail.code == 0)
+			b->fail.code = r;
+		/* Out of the table: the next reader of this range tries again. */
+		if (b->in_table)
+			table_remove(c, b);
+	} else {
+		b->state = BLOCK_READY;
+	}
+	pthread_cond_broadcast(&c->changed);
+	block_unref(c, b);
+}
+
+/* Fetch @b (FILLING, one reference owned by the caller, which this consumes). Unlocked. */
+static void fetch_block(struct block_cache *c, struct block *b)
+{
+	struct skr_error e = {0};
+	uint64_t off = b->index * c->block_size;
+	int r = blob_read(c->blob, b->data, b->len, off, &e);
+
+	if (r < 0)
+		log_warn("block cache: fetching block %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
+		         ") of %s failed: %s",
+		         b->index, off, off + b->len - 1, blob_display_url(c->blob),
+		         skr_error_message(&e));
+	pthread_mutex_lock(&c->lock);
+	if (r == 0)
+		c->stats.fetched_bytes += b->len;
+	fill_done(c, b, r, &e);
+	pthread_mutex_unlock(&c->lock);
+}
+
+/*
+ * Fetch the run headed by @head (consecutive blocks linked by run_next, each FILLING with one
+ * reference owned by the caller, which this consumes) with one range request. Unlocked. The
+ * bytes land in a run buffer and are copied into the blocks: blob_read() fills one buffer, and
+ * blocks are evicted one by one, so they cannot share one allocation.
+ */
+static void fetch_run(struct block_cache *c, struct block *head)
+{
+	struct skr_error e = {0};
+	uint64_t off = head->index * c->block_size;
+	struct block *b, *next;
+	uint8_t *buf = NULL;
+	size_t total = 0;
+	int r;
+
+	if (!head->run_next) {
+		fetch_block(c, head);
+		return;
+	}
+	for (b = head; b; b = b->run_next)
+		total += b->len;
+	pthread_mutex_lock(&c->lock);
+	if (c->nrun_bufs > 0)
+		buf = c->run_bufs[--c->nrun_bufs];
+	pthread_mutex_unlock(&c->lock);
+	if (!buf)
+		buf = malloc(c->run_blocks * c->block_size);
+	if (!buf) {
+		/* No memory for a run buffer: block by block, straight into the blocks. */
+		for (b = head; b; b = next) {
+			next = b->run_next;
+			b->run_next = NULL;
+			fetch_block(c, b);
+		}
+		return;
+	}
+	r = blob_read(c->blob, buf, total, off, &e);
+	if (r < 0) {
+		log_warn("block cache: fetching blocks %" PRIu64 "-%" PRIu64 " (bytes %" PRIu64
+		         "-%" PRIu64 ") of %s failed: %s",
+		         head->index, head->index + (total - 1) / c->block_size, off,
+		         off + total - 1, blob_display_url(c->blob), skr_error_message(&e));
+	} else {
+		size_t pos = 0;
+
+		for (b = head; b; b = b->run_next) {
+			memcpy(b->data, buf + pos, b->len);
+			pos += b->len;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	if (r == 0)
+		c->stats.fetched_bytes += total;
+	for (b = head; b; b = next) {
+		next = b->run_next; /* fill_done() may put @b on the spare list */
+		b->run_next = NULL;
+		fill_done(c, b, r, &e);
+	}
+	if (c->nrun_bufs < RUN_BUFFERS_KEPT) {
+		c->run_bufs[c->nrun_bufs++] = buf;
+		buf = NULL;
+	}
+	pthread_mutex_unlock(&c->lock);
+	free(buf);
+}
+
+/* Blocks gathered into runs of consecutive indices (under c->lock). */
+struct run_builder {
+	struct block *head, *tail;
+	size_t n;
+};
+
+/* Add @b (whose index follows the current run's last, or starts a new run). Full runs are
+ * passed to @flush. */
+static void run_add(struct block_cache *c, struct run_builder *rb, struct block *b,
+                    void (*flush)(struct block_cache *c, struct block *head, void *userdata),
+                    void *userdata)
+{
+	if (rb->head && (rb->tail->index + 1 != b->index || rb->n >= c->run_blocks)) {
+		flush(c, rb->head, userdata);
+		rb->head = NULL;
+	}
+	b->run_next = NULL;
+	if (!rb->head) {
+		rb->head = rb->tail = b;
+		rb->n = 1;
+	} else {
+		rb->tail->run_next = b;
+		rb->tail = b;
+		rb->n++;
+	}
+}
+
+static void queue_push(struct block_cache *c, struct block *b, bool demand)
+{
+	b->queue_next = NULL;
+	b->queued_demand = demand;
+	if (demand) {
+		/* Ahead of read-ahead work, behind other readers' blocks. */
+		struct block **p = &c->queue_head;
+
+		while (*p && (*p)->queued_demand)
+			p = &(*p)->queue_next;
+		b->queue_next = *p;
+		*p = b;
+		if (!b->queue_next)
+			c->queue_tail = b;
+	} else {
+		if (c->queue_tail)
+			c->queue_tail->queue_next = b;
+		else
+			c->queue_head = b;
+		c->queue_tail = b;
+	}
+	pthread_cond_signal(&c->work);
+}
+
+static int block_write_back(struct block_cache *c, struct block *b, struct skr_error *err);
+
+/* Fetches blocks for readers and read-ahead, and writes dirty blocks back for a flush. */
+static void *work_thread(void *arg)
+{
+	struct block_cache *c = arg;
+
+	pthread_mutex_lock(&c->lock);
+	for (;;) {
+		struct block *b;
+
+		while (!c->stop && !c->queue_head)
+			pthread_cond_wait(&c->work, &c->lock);
+		if (c->stop)
+			break;
+		b = c->queue_head;
+		c->queue_head = b->queue_next;
+		if (!c->queue_head)
+			c->queue_tail = NULL;
+		b->queue_next = NULL;
+		if (b->queued_writeback) {
+			b->queued_writeback = false;
+			if (b->dirty && !b->writing_back) {
+				skr_error_clear(&b->fail);
+				b->writeback_code = block_write_back(c, b, &b->fail);
+			}
+			pthread_cond_broadcast(&c->changed);
+			block_unref(c, b);
+			continue;
+		}
+		pthread_mutex_unlock(&c->lock);
+		fetch_run(c, b);
+		pthread_mutex_lock(&c->lock);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return NULL;
+}
+
+/* ---- write-back ---------------------------------------------------------------------------- */
+
+/*
+ * Write @b back to the blob in pieces the blob accepts (≤ 4 MiB, multiples of 512: blocks are
+ * 512-aligned and a writable blob's size is a multiple of 512). Called and returns with c->lock
+ * held; drops it for the I/O. @b must not be writing back already.
+ */
+static int block_write_back(struct block_cache *c, struct block *b, struct skr_error *err)
+{
+	uint64_t gen = b->dirty_gen;
+	uint64_t off = b->index * c->block_size;
+	struct skr_error e = {0};
+	int r = 0;
+
+	b->writing_back = true;
+	b->refs++;
+	pthread_mutex_unlock(&c->lock);
+
+	pthread_rwlock_rdlock(&b->data_lock);
+	for (size_t done = 0; done < b->len && r == 0;) {
+		size_t n = b->len - done < BLOB_MAX_WRITE ? b->len - done : BLOB_MAX_WRITE;
+
+		r = blob_write(c->blob, b->data + done, n, off + done, &e);
+		done += n;
+	}
+	pthread_rwlock_unlock(&b->data_lock);
+
+	pthread_mutex_lock(&c->lock);
+	b->writing_back = false;
+	if (r == 0) {
+		c->stats.written_back_bytes += b->len;
+		/* A write that raced us bumped the generation: it stays dirty for the next pass. */
+		if (b->dirty_gen == gen)
+			b->dirty = false;
+	} else {
+		log_error("block cache: writing back block %" PRIu64 " (bytes %" PRIu64 "-%" PRIu64
+		          ") of %s failed: %s",
+		          b->index, off, off + b->len - 1, blob_display_url(c->blob),
+		          skr_error_message(&e));
+		skr_error_set(err, -EIO, "writing back bytes %" PRIu64 "-%" PRIu64 " failed: %s",
+		              off, off + b->len - 1, skr_error_message(&e));
+		r = -EIO;
+	}
+	pthread_cond_broadcast(&c->changed);
+	block_unref(c, b);
+	return r;
+}
+
+/*
+ * Make room for @need new blocks: evict clean blocks, and when only dirty ones are left, write
+ * the least recently used back first. Called with c->lock held (dropped during write-backs).
+ */
+static int make_room(struct block_cache *c, size_t need, struct skr_error *err)
+{
+	size_t target = c->capacity > need ? c->capacity - need : 0;
+
+	for (;;) {
+		struct block *victim = NULL;
+		int r;
+
+		evict_clean(c, target);
+		if (c->count <= target)
+			return 0;
+		for (struct block *b = c->lru_tail; b; b = b->lru_prev)
+			if (b->refs == 0 && b->state == BLOCK_READY && b->dirty &&
+			    !b->writing_back) {
+				victim = b;
+				break;
+			}
+		if (!victim)
+			return 0; /* everything else is pinned: over capacity until unpinned */
+		r = block_write_back(c, victim, err);
+		if (r < 0)
+			return r;
+	}
+}
+
+/* ---- read-ahead ---------------------------------------------------------------------------- */
+
+/*
+ * Note a read of blocks [@first, @last] at @off; true when it continues a sequential stream.
+ * Reads that arrive slightly out of order (the kernel sends read-ahead requests in parallel)
+ * neither extend nor break the stream; a jump elsewhere breaks it.
+ */
+static bool seq_note(struct block_cache *c, uint64_t off, size_t len, uint64_t first, uint64_t last)
+{
+	bool advancing =
+	        !c->seq_any ? off == 0 : off == c->seq_expect_off || first == c->seq_last_block + 1;
+	bool nearby = c->seq_any && first + 1 >= c->seq_last_block && first <= c->seq_last_block;
+
+	if (advancing) {
+		c->seq_streak++;
+	} else if (!nearby) {
+		c->seq_streak = 0;
+		c->ra_next = 0;
+	}
+	if (advancing || !nearby || last > c->seq_last_block) {
+		c->seq_last_block = last;
+		c->seq_expect_off = off + len;
+		c->seq_any = true;
+	}
+	return c->seq_streak >= 2;
+}
+
+static void queue_readahead_run(struct block_cache *c, struct block *head, void *userdata)
+{
+	(void)userdata;
+	queue_push(c, head, false);
+}
+
+/*
+ * Keep the blocks after @last in flight: schedule up to c->readahead blocks past it, in one
+ * batch once less than half the window is left, without evicting anything dirty or pinned.
+ * Consecutive blocks go out as runs (one range request each).
+ */
+static void readahead_schedule(struct block_cache *c, uint64_t last)
+{
+	uint64_t from = c->ra_next > last + 1 ? c->ra_next : last + 1;
+	uint64_t to = last + c->readahead;
+	struct run_builder rb = {0};
+
+	if (c->readahead == 0 || from >= c->nblocks)
+		return;
+	if (from > last + c->readahead / 2 + 1)
+		return; /* enough in flight already */
+	if (to >= c->nblocks)
+		to = c->nblocks - 1;
+	for (uint64_t i = from; i <= to; i++) {
+		struct block *b;
+
+		c->ra_next = i + 1;
+		if (table_lookup(c, i)) {
+			if (rb.head)
+				queue_readahead_run(c, rb.head, NULL);
+			rb.head = NULL;
+			continue;
+		}
+		evict_clean(c, c->capacity - 1);
+		if (c->count >= c->capacity)
+			break;
+		b = block_get_unused(c, i);
+		if (!b)
+			break;
+		b->readahead_unread = true;
+		table_insert(c, b);
+		c->stats.readahead_blocks++;
+		run_add(c, &rb, b, queue_readahead_run, NULL);
+	}
+	if (rb.head)
+		queue_readahead_run(c, rb.head, NULL);
+}
+
+/* ---- reading ------------------------------------------------------------------------------- */
+
+/* Wait until @b is no longer FILLING. Under c->lock. */
+static void wait_filled(struct block_cache *c, struct block *b)
+{
+	while (b->state == BLOCK_FILLING)
+		pthread_cond_wait(&c->changed, &c->lock);
+}
+
+static int fail_io(struct skr_error *err, const struct block_cache *c, const struct block *b)
+{
+	uint64_t off = b->index * c->block_size;
+
+	return skr_error_set(err, -EIO, "reading bytes %" PRIu64 "-%" PRIu64 " of %s failed: %s",
+	                     off, off + b->len - 1, blob_display_url(c->blob),
+	                     skr_error_message(&b->fail));
+}
+
+/* Blocks of one read, pinned (a reference each) and filled. */
+struct pinned {
+	struct block *blocks[READ_BATCH_MAX];
+	size_t n;
+};
+
+static void queue_demand_run(struct block_cache *c, struct block *head, void *userdata)
+{
+	struct block **mine = userdata;
+
+	/* The reader fetches the first run itself; the fetch threads take the others. */
+	if (!*mine)
+		*mine = head;
+	else
+		queue_push(c, head, true);
+}
+
+/*
+ * Pin the blocks holding [@off, @off + @len), which lie within at most READ_BATCH_MAX blocks
+ * (and the blob), fetching the missing ones, and wait until all are filled. On failure the
+ * blocks stay pinned too (unpin_batch() releases them either way).
+ */
+static int pin_batch(struct block_cache *c, size_t len, uint64_t off, struct pinned *p,
+                     struct skr_error *err)
+{
+	uint64_t first = off / c->block_size, last = (off + len - 1) / c->block_size;
+	size_t n = (size_t)(last - first + 1);
+	struct block *mine = NULL; /* the run of missing blocks this thread fetches itself */
+	struct run_builder rb = {0};
+	bool marker = false, sequential;
+	int r = 0;
+
+	pthread_mutex_lock(&c->lock);
+	sequential = seq_note(c, off, len, first, last);
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = table_lookup(c, first + i);
+
+		if (b) {
+			b->refs++;
+			lru_touch(c, b);
+			c->stats.hits++;
+			if (b->readahead_unread) {
+				b->readahead_unread = false;
+				marker = true;
+			}
+		} else {
+			b = block_get_unused(c, first + i);
+			if (!b) {
+				r = skr_error_set(err, -ENOMEM, "block cache: out of memory");
+				n = i;
+				break;
+			}
+			table_insert(c, b);
+			b->refs++; /* ours; the other one belongs to whoever fetches it */
+			c->stats.misses++;
+			run_add(c, &rb, b, queue_demand_run, &mine);
+		}
+		p->blocks[i] = b;
+	}
+	p->n = n;
+	if (rb.head)
+		queue_demand_run(c, rb.head, &mine);
+	evict_clean(c, c->capacity);
+	if (r == 0 && (sequential || marker))
+		readahead_schedule(c, last);
+	pthread_mutex_unlock(&c->lock);
+
+	if (mine)
+		fetch_run(c, mine);
+
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = p->blocks[i];
+
+		wait_filled(c, b);
+		if (b->state == BLOCK_FAILED && r == 0)
+			r = fail_io(err, c, b);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+static void unpin_batch(struct block_cache *c, struct pinned *p)
+{
+	pthread_mutex_lock(&c->lock);
+	for (size_t i = 0; i < p->n; i++)
+		block_unref(c, p->blocks[i]);
+	p->n = 0;
+	/* Blocks pinned above may have kept the cache over capacity; dirty ones cost a write. */
+	if (c->count > c->capacity) {
+		struct skr_error e = {0};
+
+		if (make_room(c, 0, &e) < 0)
+			log_warn("block cache: over capacity: %s", skr_error_message(&e));
+	}
+	pthread_mutex_unlock(&c->lock);
+}
+
+/* The part of pinned block @b within [@off, @off + @len): its offset in the block and length. */
+static size_t block_part(const struct block_cache *c, const struct block *b, size_t len,
+                         uint64_t off, size_t *from)
+{
+	uint64_t boff = b->index * c->block_size;
+	uint64_t f = off > boff ? off - boff : 0;
+	uint64_t to = off + len < boff + b->len ? off + len - boff : b->len;
+
+	*from = (size_t)f;
+	return (size_t)(to - f);
+}
+
+/* Read [@off, @off + @len) lying within at most READ_BATCH_MAX blocks (and the blob). */
+static int read_batch(struct block_cache *c, uint8_t *buf, size_t len, uint64_t off,
+                      struct skr_error *err)
+{
+	struct pinned p;
+	int r = pin_batch(c, len, off, &p, err);
+
+	for (size_t i = 0, done = 0; r == 0 && i < p.n; i++) {
+		struct block *b = p.blocks[i];
+		size_t from, n = block_part(c, b, len, off, &from);
+
+		pthread_rwlock_rdlock(&b->data_lock);
+		memcpy(buf + done, b->data + from, n);
+		pthread_rwlock_unlock(&b->data_lock);
+		done += n;
+	}
+	unpin_batch(c, &p);
+	return r;
+}
+
+/* The most blocks one read pins at once: half the cache, or the others could not be fetched. */
+static size_t batch_blocks(const struct block_cache *c)
+{
+	size_t batch = c->capacity / 2 < READ_BATCH_MAX ? c->capacity / 2 : READ_BATCH_MAX;
+
+	return batch ? batch : 1;
+}
+
+/* @len clipped to the blob's end and to SSIZE_MAX; 0 at or past the end. */
+static size_t clip_read(const struct block_cache *c, size_t len, uint64_t off)
+{
+	if (off >= c->size)
+		return 0;
+	if (len > c->size - off)
+		len = (size_t)(c->size - off);
+	return len > SSIZE_MAX ? SSIZE_MAX : len;
+}
+
+ssize_t block_cache_read(struct block_cache *c, void *buf, size_t len, uint64_t off,
+                         struct skr_error *err)
+{
+	size_t batch = batch_blocks(c);
+	size_t done = 0;
+
+	len = clip_read(c, len, off);
+	while (done < len) {
+		uint64_t pos = off + done;
+		/* Up to the end of the batch's last block. */
+		uint64_t end = (pos / c->block_size + batch) * c->block_size;
+		size_t n = end - pos < len - done ? (size_t)(end - pos) : len - done;
+		int r = read_batch(c, (uint8_t *)buf + done, n, pos, err);
+
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t block_cache_read_in_place(struct block_cache *c, size_t len, uint64_t off,
+                                  block_cache_consume_fn consume, void *userdata,
+                                  struct skr_error *err)
+{
+	struct iovec iov[READ_BATCH_MAX];
+	struct pinned p;
+	int r;
+
+	len = clip_read(c, len, off);
+	if (len == 0) {
+		consume(userdata, NULL, 0);
+		return 0;
+	}
+	if ((off + len - 1) / c->block_size - off / c->block_size + 1 > batch_blocks(c)) {
+		/* More blocks than one batch pins (tiny blocks): through a copy. */
+		_cleanup_free_ uint8_t *buf = malloc(len);
+		ssize_t n;
+
+		if (!buf)
+			return skr_error_set(err, -ENOMEM, "block cache: out of memory");
+		n = block_cache_read(c, buf, len, off, err);
+		if (n >= 0) {
+			iov[0] = (struct iovec){.iov_base = buf, .iov_len = (size_t)n};
+			consume(userdata, iov, 1);
+		}
+		return n;
+	}
+	r = pin_batch(c, len, off, &p, err);
+	if (r == 0) {
+		/* Read locks for the whole reply: a write must not change the bytes under it. */
+		for (size_t i = 0; i < p.n; i++) {
+			size_t from;
+
+			pthread_rwlock_rdlock(&p.blocks[i]->data_lock);
+			iov[i].iov_len = block_part(c, p.blocks[i], len, off, &from);
+			iov[i].iov_base = p.blocks[i]->data + from;
+		}
+		consume(userdata, iov, (int)p.n);
+		for (size_t i = 0; i < p.n; i++)
+			pthread_rwlock_unlock(&p.blocks[i]->data_lock);
+	}
+	unpin_batch(c, &p);
+	return r < 0 ? r : (ssize_t)len;
+}
+
+/* ---- writing ------------------------------------------------------------------------------- */
+
+/*
+ * The block @index pinned for a write. When @whole (the write covers it entirely) and it is not
+ * cached, it comes back FILLING without a fetch, and the caller fills it. Under c->lock.
+ */
+static int block_for_write(struct block_cache *c, uint64_t index, bool whole, struct block **out,
+                           struct skr_error *err)
+{
+	for (;;) {
+		struct block *b = table_lookup(c, index);
+		int r;
+
+		if (!b) {
+			b = block_get_unused(c, index);
+			if (!b)
+				return skr_error_set(err, -ENOMEM, "block cache: out of memory");
+			table_insert(c, b);
+			if (whole) {
+				*out = b; /* FILLING, our one reference: readers wait for our data */
+				return 0;
+			}
+			c->stats.misses++;
+			b->refs++;
+			pthread_mutex_unlock(&c->lock);
+			fetch_block(c, b);
+			pthread_mutex_lock(&c->lock);
+		} else {
+			b->refs++;
+			lru_touch(c, b);
+			c->stats.hits++;
+			wait_filled(c, b);
+		}
+		if (b->state == BLOCK_READY) {
+			*out = b;
+			return 0;
+		}
+		/* Someone's fetch failed. It does not matter when we overwrite the whole block:
+		 * the next lookup finds nothing and we fill a new one. */
+		r = whole ? 0 : fail_io(err, c, b);
+		block_unref(c, b);
+		if (r < 0)
+			return r;
+	}
+}
+
+ssize_t block_cache_write(struct block_cache *c, const void *buf, size_t len, uint64_t off,
+                          struct skr_error *err)
+{
+	uint64_t first, last;
+	size_t done = 0;
+	int r;
+
+	if (!c->writable)
+		return skr_error_set(err, -EROFS, "%s is read-only (mounted without read_write)",
+		                     blob_display_url(c->blob));
+	if (len == 0)
+		return 0;
+	if (off >= c->size)
+		return skr_error_set(err, -ENOSPC,
+		                     "write at %" PRIu64 " is past the end of the blob (%" PRIu64
+		                     " bytes; its size is fixed)",
+		                     off, c->size);
+	if (len > c->size - off)
+		len = (size_t)(c->size - off); /* short, like a block device at its end */
+	if (len > SSIZE_MAX)
+		len = SSIZE_MAX;
+	first = off / c->block_size;
+	last = (off + len - 1) / c->block_size;
+
+	pthread_mutex_lock(&c->lock);
+	/* Room first: a write that fails to make room changes nothing. */
+	r = make_room(c, (size_t)(last - first + 1 < c->capacity ? last - first + 1 : c->capacity),
+	              err);
+	for (uint64_t i = first; r == 0 && i <= last; i++) {
+		uint64_t boff = i * c->block_size;
+		size_t blen = block_len(c, i);
+		uint64_t from = off > boff ? off - boff : 0;
+		uint64_t to = off + len < boff + blen ? off + len - boff : blen;
+		struct block *b = NULL;
+
+		r = block_for_write(c, i, from == 0 && to == blen, &b, err);
+		if (r < 0)
+			break;
+		pthread_mutex_unlock(&c->lock);
+		pthread_rwlock_wrlock(&b->data_lock);
+		memcpy(b->data + from, (const uint8_t *)buf + (boff + from - off),
+		       (size_t)(to - from));
+		pthread_rwlock_unlock(&b->data_lock);
+		pthread_mutex_lock(&c->lock);
+		b->dirty = true;
+		b->dirty_gen++;
+		done += (size_t)(to - from);
+		if (b->state == BLOCK_FILLING) {
+			b->state = BLOCK_READY;
+			pthread_cond_broadcast(&c->changed);
+		}
+		block_unref(c, b);
+		/* Blocks of a long write would otherwise pile up over capacity. */
+		if (c->count > c->capacity)
+			r = make_room(c, 0, err);
+	}
+	pthread_mutex_unlock(&c->lock);
+	if (done > 0)
+		return (ssize_t)done; /* the part written stays written (and dirty) */
+	return r;
+}
+
+static int block_index_cmp(const void *a, const void *b)
+{
+	uint64_t x = (*(struct block *const *)a)->index, y = (*(struct block *const *)b)->index;
+
+	return x < y ? -1 : x > y;
+}
+
+int block_cache_flush(struct block_cache *c, struct skr_error *err)
+{
+	_cleanup_free_ struct block **dirty = NULL;
+	size_t n = 0;
+	int r = 0;
+
+	if (!c->writable)
+		return 0;
+	pthread_mutex_lock(&c->lock);
+	if (c->count > 0)
+		dirty = malloc(c->count * sizeof(*dirty));
+	if (c->count > 0 && !dirty) {
+		pthread_mutex_unlock(&c->lock);
+		return skr_error_set(err, -ENOMEM, "block cache: out of memory");
+	}
+	/*
+	 * Everything dirty now is persisted when we return, also blocks a write-back holds. The
+	 * work threads write them back in parallel (one Put Page round trip each otherwise).
+	 */
+	for (struct block *b = c->lru_head; b; b = b->lru_next)
+		if (b->dirty) {
+			b->refs++;
+			dirty[n++] = b;
+		}
+	/* In blob order: a back end (or a disk under a file) likes ascending writes. */
+	qsort(dirty, n, sizeof(*dirty), block_index_cmp);
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = dirty[i];
+
+		if (!b->writing_back && !b->queued_writeback) {
+			b->queued_writeback = true;
+			b->writeback_code = 0;
+			b->refs++; /* the queue's */
+			queue_push(c, b, true);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		struct block *b = dirty[i];
+
+		while (b->queued_writeback || b->writing_back)
+			pthread_cond_wait(&c->changed, &c->lock);
+		if (b->writeback_code < 0 && r == 0)
+			r = skr_error_set(err, b->writeback_code, "%s",
+			                  skr_error_message(&b->fail));
+		b->writeback_code = 0;
+		/* Written again since (or its write-back was not ours to wait for): once more. */
+		if (b->dirty && r == 0)
+			r = block_write_back(c, b, err);
+		block_unref(c, b);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return r;
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------- */
+
+uint64_t block_cache_size(const struct block_cache *c)
+{
+	return c->size;
+}
+
+void block_cache_get_stats(struct block_cache *c, struct block_cache_stats *out)
+{
+	pthread_mutex_lock(&c->lock);
+	*out = c->stats;
+	pthread_mutex_unlock(&c->lock);
+}
+
+int block_cache_new(struct blob *b, const struct block_cache_options *o, struct block_cache **out,
+                    struct skr_error *err)
+{
+	struct block_cache_options def = {0};
+	uint64_t size = blob_get_properties(b)->size;
+	size_t block_size, capacity;
+	unsigned nthreads;
+	struct block_cache *c;
+	size_t buckets = 16;
+	int r;
+
+	*out = NULL;
+	if (!o)
+		o = &def;
+	block_size = o->block_size ? o->block_size : BLOCK_SIZE_DEFAULT;
+	capacity = o->capacity_blocks ? o->capacity_blocks : CAPACITY_DEFAULT;
+	nthreads = o->fetch_threads ? o->fetch_threads : FETCH_THREADS_DEFAULT;
+	if (block_size < BLOCK_SIZE_MIN || block_size > BLOCK_SIZE_MAX ||
+	    (block_size & (block_size - 1)))
+		return skr_error_set(err, -EINVAL,
+		                     "block cache: block_size %zu is not a power of two between %u "
+		                     "and %u bytes",
+		                     block_size, BLOCK_SIZE_MIN, BLOCK_SIZE_MAX);
+	if (nthreads > FETCH_THREADS_MAX)
+		return skr_error_set(err, -EINVAL, "block cache: fetch_threads %u is more than %u",
+		                     nthreads, FETCH_THREADS_MAX);
+	if (capacity > SIZE_MAX / block_size)
+		return skr_error_set(err, -EINVAL, "block cache: capacity_blocks %zu is too large",
+		                     capacity);
+	if (b->o.writable && size % BLOB_PAGE_SIZE != 0)
+		return skr_error_set(err, -EINVAL,
+		                     "block cache: %s is writable but its size %" PRIu64
+		                     " is not a multiple of %u (page blobs always are)",
+		                     blob_display_url(b), size, BLOB_PAGE_SIZE);
+
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return skr_error_set(err, -ENOMEM, "block cache: out of memory");
+	c->blob = b;
+	c->size = size;
+	c->writable = b->o.writable;
+	c->block_size = block_size;
+	c->capacity = capacity;
+	c->readahead = o->readahead_blocks ? o->readahead_blocks : READAHEAD_DEFAULT;
+	c->nthreads = nthreads;
+	/* Read-ahead may take at most half the cache, or it would evict what is being read. */
+	if (c->readahead > c->capacity / 2)
+		c->readahead = (unsigned)(c->capacity / 2);
+	/* Runs of half the window: the next one is requested while the last is consumed. */
+	c->run_blocks = FETCH_RUN_MAX_BYTES / c->block_size;
+	if (c->run_blocks > c->readahead / 2)
+		c->run_blocks = c->readahead / 2;
+	if (c->run_blocks == 0)
+		c->run_blocks = 1;
+	c->nblocks = (c->size + c->block_size - 1) / c->block_size;
+	while (buckets < 2 * c->capacity && buckets < (SIZE_MAX >> 2))
+		buckets <<= 1;
+	c->nbuckets = buckets;
+	c->buckets = calloc(buckets, sizeof(*c->buckets));
+	if (!c->buckets) {
+		free(c);
+		return skr_error_set(err, -ENOMEM, "block cache: out of memory");
+	}
+	pthread_mutex_init(&c->lock, NULL);
+	pthread_cond_init(&c->changed, NULL);
+	pthread_cond_init(&c->work, NULL);
+	for (unsigned i = 0; i < c->nthreads; i++) {
+		r = pthread_create(&c->threads[i], NULL, work_thread, c);
+		if (r != 0) {
+			block_cache_free(c);
+			return skr_error_set(err, -r, "block cache: starting fetch thread: %s",
+			                     skr_strerror(r));
+		}
+		c->started++;
+	}
+	log_debug("block cache over %s: %" PRIu64 " bytes, %zu-byte blocks, %zu blocks, "
+	          "read-ahead %u, %u fetch threads%s",
+	          blob_display_url(b), c->size, c->block_size, c->capacity, c->readahead,
+	          c->nthreads, c->writable ? ", writable" : "");
+	*out = c;
+	return 0;
+}
+
+void block_cache_free(struct block_cache *c)
+{
+	size_t dropped = 0;
+
+	if (!c)
+		return;
+	pthread_mutex_lock(&c->lock);
+	c->stop = true;
+	pthread_cond_broadcast(&c->work);
+	pthread_mutex_unlock(&c->lock);
+	for (unsigned i = 0; i < c->started; i++)
+		pthread_join(c->threads[i], NULL);
+
+	/* Work still queued never started (read-ahead; nothing else outlives its caller). */
+	while (c->queue_head) {
+		struct block *b = c->queue_head;
+
+		c->queue_head = b->queue_next;
+		if (b->queued_writeback) {
+			block_unref(c, b);
+			continue;
+		}
+		while (b) { /* a run */
+			struct block *next = b->run_next;
+
+			b->run_next = NULL;
+			fill_done(c, b, -ECANCELED, &(struct skr_error){0});
+			b = next;
+		}
+	}
+	while (c->lru_head) {
+		struct block *b = c->lru_head;
+
+		if (b->dirty)
+			dropped++;
+		table_remove(c, b);
+		block_destroy(b);
+	}
+	while (c->spare) {
+		struct block *b = c->spare;
+
+		c->spare = b->hash_next;
+		block_destroy(b);
+	}
+	while (c->nrun_bufs > 0)
+		free(c->run_bufs[--c->nrun_bufs]);
+	if (dropped)
+		log_warn("block cache: %zu modified blocks of %s dropped without write-back "
+		         "(block_cache_flush() was not called)",
+		         dropped, blob_display_url(c->blob));
+	pthread_cond_destroy(&c->work);
+	pthread_cond_destroy(&c->changed);
+	pthread_mutex_destroy(&c->lock);
+	free(c->buckets);
+	free(c);
+}
