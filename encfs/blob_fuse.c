@@ -4,10 +4,13 @@
  * low-level API) with one regular file "data" whose bytes come from the block cache, served by
  * a fixed pool of threads of this process.
  *
- * The threads run our own receive loop instead of fuse_session_loop_mt(): they poll the FUSE
+ * The threads run our own receive loop instead of fuse_session_loop_mt(): they wait on the FUSE
  * device together with an eventfd, so unmounting can stop them at once even when the kernel
  * connection stays alive (a lazy unmount of a file still in use), where libfuse's loop would sit
- * in read(2) until the next request.
+ * in read(2) until the next request. Each thread waits in its own epoll instance holding the
+ * device with EPOLLEXCLUSIVE, so a request wakes one idle thread, not all of them (measured
+ * with poll(2): 8 threads woken per request, 13% of the process's time in context switches
+ * during a sequential read).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -30,6 +34,7 @@
 
 #include <fuse_lowlevel.h>
 
+#include "block_cache_internal.h"
 #include "cleanup.h"
 #include "encfs.h"
 #include "fileio.h"
@@ -61,13 +66,13 @@ struct blob_fuse {
 	struct timespec mtime;
 	struct fuse_session *se;
 	int stop_fd;
+	struct serve_ctx {
+		struct blob_fuse *f;
+		int ep; /* this thread's epoll instance: the device (exclusive) and stop_fd */
+	} ctx[FUSE_THREADS];
 	pthread_t threads[FUSE_THREADS];
 	unsigned started;
 };
-
-/* The reply buffer of a serving thread (reads are at most max_read, 1 MiB with libfuse). */
-static _Thread_local uint8_t *thread_buf;
-static _Thread_local size_t thread_buf_size;
 
 /* ---- libfuse's messages into our log --------------------------------------------------------- */
 
@@ -212,6 +217,11 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	fuse_reply_open(req, fi);
 }
 
+static void reply_read(void *userdata, const struct iovec *iov, int n)
+{
+	fuse_reply_iov(userdata, iov, n);
+}
+
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                     struct fuse_file_info *fi)
 {
@@ -219,24 +229,13 @@ static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 	struct skr_error err = {0};
 	ssize_t n;
 
-	if (size > thread_buf_size) {
-		uint8_t *nb = realloc(thread_buf, size);
-
-		if (!nb) {
-			fuse_reply_err(req, ENOMEM);
-			return;
-		}
-		thread_buf = nb;
-		thread_buf_size = size;
-	}
-	n = block_cache_read(f->cache, thread_buf, size, (uint64_t)off, &err);
+	/* The reply goes from the cached blocks to the kernel (one copy less than a buffer). */
+	n = block_cache_read_in_place(f->cache, size, (uint64_t)off, reply_read, req, &err);
 	if (n < 0) {
 		log_error("%s: read of %zu bytes at %jd: %s", f->file, size, (intmax_t)off,
 		          skr_error_message(&err));
 		fuse_reply_err(req, n == -ENOMEM ? ENOMEM : EIO);
-		return;
 	}
-	fuse_reply_buf(req, (const char *)thread_buf, (size_t)n);
 }
 
 static void op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
@@ -353,25 +352,47 @@ static const struct fuse_lowlevel_ops blob_fuse_ops = {
 
 /* ---- serving threads ----------------------------------------------------------------------- */
 
+/* The epoll instance of one serving thread; -errno on failure. */
+static int serve_epoll_new(const struct blob_fuse *f)
+{
+	struct epoll_event dev = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.fd = 0};
+	struct epoll_event stop = {.events = EPOLLIN, .data.fd = 1};
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	if (ep < 0)
+		return -errno;
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, fuse_session_fd(f->se), &dev) < 0 ||
+	    epoll_ctl(ep, EPOLL_CTL_ADD, f->stop_fd, &stop) < 0) {
+		int r = -errno;
+
+		close(ep);
+		return r;
+	}
+	return ep;
+}
+
 static void *serve_thread(void *arg)
 {
-	struct blob_fuse *f = arg;
+	struct serve_ctx *ctx = arg;
+	struct blob_fuse *f = ctx->f;
+	int ep = ctx->ep;
 	struct fuse_buf buf = {0};
-	struct pollfd pfd[2] = {
-	        {.fd = fuse_session_fd(f->se), .events = POLLIN},
-	        {.fd = f->stop_fd, .events = POLLIN},
-	};
 
 	while (!fuse_session_exited(f->se)) {
-		int r = poll(pfd, ELEMENTSOF(pfd), -1);
+		struct epoll_event ev[2];
+		bool stopping = false;
+		int r = epoll_wait(ep, ev, ELEMENTSOF(ev), -1);
 
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0) {
-			log_error("%s: polling the FUSE device: %s", f->dir, skr_strerror(errno));
+			log_error("%s: waiting on the FUSE device: %s", f->dir,
+			          skr_strerror(errno));
 			break;
 		}
-		if (pfd[1].revents)
+		for (int i = 0; i < r; i++)
+			stopping = stopping || ev[i].data.fd == 1;
+		if (stopping)
 			break;
 		/* Non-blocking: the threads race for each request, the losers see EAGAIN. */
 		r = fuse_session_receive_buf(f->se, &buf);
@@ -387,9 +408,6 @@ static void *serve_thread(void *arg)
 		fuse_session_process_buf(f->se, &buf);
 	}
 	free(buf.mem);
-	free(thread_buf);
-	thread_buf = NULL;
-	thread_buf_size = 0;
 	return NULL;
 }
 
@@ -463,6 +481,9 @@ static void blob_fuse_free(struct blob_fuse *f)
 		return;
 	if (f->stop_fd >= 0)
 		close(f->stop_fd);
+	for (unsigned i = 0; i < FUSE_THREADS; i++)
+		if (f->ctx[i].ep >= 0)
+			close(f->ctx[i].ep);
 	free(f->dir);
 	free(f->file);
 	free(f);
@@ -556,6 +577,8 @@ int blob_fuse_mount(struct block_cache *c, const char *dir, bool writable, struc
 	if (!f)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	f->stop_fd = -1;
+	for (unsigned i = 0; i < FUSE_THREADS; i++)
+		f->ctx[i] = (struct serve_ctx){.f = f, .ep = -1};
 	f->cache = c;
 	f->writable = writable;
 	f->uid = geteuid();
@@ -602,7 +625,10 @@ int blob_fuse_mount(struct block_cache *c, const char *dir, bool writable, struc
 	                    fcntl(fuse_session_fd(f->se), F_GETFL) | O_NONBLOCK) < 0)
 		r = -errno;
 	for (unsigned i = 0; r == 0 && i < FUSE_THREADS; i++) {
-		r = -pthread_create(&f->threads[i], NULL, serve_thread, f);
+		f->ctx[i].ep = serve_epoll_new(f);
+		r = f->ctx[i].ep < 0
+		            ? f->ctx[i].ep
+		            : -pthread_create(&f->threads[i], NULL, serve_thread, &f->ctx[i]);
 		if (r == 0)
 			f->started++;
 	}

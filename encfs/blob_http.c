@@ -46,6 +46,11 @@
 #define HTTP_ERROR_BODY_MAX 4096
 #define HTTP_CONNECT_TIMEOUT_MAX_MS 10000u
 #define HTTP_MAX_REDIRECTS 5L
+/*
+ * libcurl's receive buffer for large ranged GETs (its default is 16 KiB): fewer recv(2) calls
+ * and write callbacks for block-cache runs (8 MiB): 4 per MiB instead of 64.
+ */
+#define HTTP_READ_BUFFER (256L * 1024)
 
 static const char access_denied_help[] =
         "access denied — check the SAS token's expiry and permissions, or the identity's "
@@ -715,6 +720,8 @@ static int xfer_run(struct blob *b, struct xfer *x, struct blob_attempt *a, stru
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
+	if (x->buf && x->len >= (size_t)HTTP_READ_BUFFER)
+		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, HTTP_READ_BUFFER);
 	/* TLS verification stays on (libcurl's default); only the trust store may change. */
 	if (b->o.ca_bundle)
 		curl_easy_setopt(h, CURLOPT_CAINFO, b->o.ca_bundle);

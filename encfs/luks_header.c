@@ -54,6 +54,18 @@
 #define AF_STRIPES 4000    /* the only anti-forensic stripe count libcryptsetup writes */
 #define LUKS_FLAG_NO_JOURNAL "no-journal"
 
+/*
+ * The key-derivation cost a header from storage may ask for. The header is untrusted: without a
+ * bound it could pin the CPU for hours (pbkdf2 iterations up to 2^32) or get the sidecar killed
+ * for memory (argon2 up to 4 GiB per filesystem, several opened in parallel) before any key is
+ * tried. The bounds are above what cryptsetup's own benchmarked defaults produce (a ~2 s unlock:
+ * a few million pbkdf2 iterations, argon2 at most 1 GiB and a handful of passes) and far above
+ * generatefs and the Go generatefs.sh (pbkdf2, 1000 iterations).
+ */
+#define LUKS_PBKDF2_ITERATIONS_MAX 20000000
+#define LUKS_ARGON2_TIME_MAX 64
+#define LUKS_ARGON2_MEMORY_KIB_MAX (1024 * 1024)
+
 static const uint8_t magic_primary[MAGIC_LEN] = {'L', 'U', 'K', 'S', 0xba, 0xbe};
 static const uint8_t magic_secondary[MAGIC_LEN] = {'S', 'K', 'U', 'L', 0xba, 0xbe};
 
@@ -544,7 +556,7 @@ static int check_digests(json_object *digests, json_object *keyslots, bool bound
 		r = need_string_in(d, where, "hash", hashes, "sha256 or sha512", NULL, err);
 		if (r < 0)
 			return r;
-		r = need_int(d, where, "iterations", 1, UINT32_MAX, NULL, err);
+		r = need_int(d, where, "iterations", 1, LUKS_PBKDF2_ITERATIONS_MAX, NULL, err);
 		if (r < 0)
 			return r;
 		r = need_string(d, where, "salt", &s, err);
@@ -601,14 +613,15 @@ static int check_kdf(json_object *kdf, const char *where, struct skr_error *err)
 			r = need_string_in(kdf, where, "hash", hashes, "sha256 or sha512", NULL,
 			                   err);
 		if (r >= 0)
-			r = need_int(kdf, where, "iterations", 1, UINT32_MAX, NULL, err);
+			r = need_int(kdf, where, "iterations", 1, LUKS_PBKDF2_ITERATIONS_MAX, NULL,
+			             err);
 	} else {
 		r = only_fields(kdf, where, argon2_fields, err);
 		if (r >= 0)
-			r = need_int(kdf, where, "time", 1, UINT32_MAX, NULL, err);
-		/* KiB; libcryptsetup's own ceiling (4 GiB), so a header cannot ask for more. */
+			r = need_int(kdf, where, "time", 1, LUKS_ARGON2_TIME_MAX, NULL, err);
 		if (r >= 0)
-			r = need_int(kdf, where, "memory", 32, 4 * 1024 * 1024, NULL, err);
+			r = need_int(kdf, where, "memory", 32, LUKS_ARGON2_MEMORY_KIB_MAX, NULL,
+			             err);
 		if (r >= 0)
 			r = need_int(kdf, where, "cpus", 1, 32, NULL, err);
 	}

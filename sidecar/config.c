@@ -268,7 +268,6 @@ struct parse_ctx {
 	char unknown[384]; /* ignored field names, for one warning */
 	size_t n_unknown;
 	bool unknown_truncated;
-	bool ours_in_azure_info;
 };
 
 enum field_type {
@@ -377,14 +376,13 @@ static int field_bool(struct parse_ctx *p, json_object *obj, const char *prefix,
 	return r;
 }
 
-/* Note the keys of @obj that match none of @known (NULL-terminated) for the warning. */
-static void note_unknown(struct parse_ctx *p, json_object *obj, const char *prefix,
-                         const char *const *known)
+/*
+ * Note the keys of @obj that match none of @known nor @more (NULL-terminated; @more may be
+ * NULL) for the warning.
+ */
+static void note_unknown2(struct parse_ctx *p, json_object *obj, const char *prefix,
+                          const char *const *known, const char *const *more)
 {
-	static const char *const ours[] = {
-	        "attestation_source",   "virtual_platform_dir", "ca_bundle",  "imds_endpoint",
-	        "security_context_dir", "cert_cache_dir",       "timeout_ms", "allowed_endpoints",
-	        "audit_file",           "log_format",           "maaconfig",  NULL};
 	char name[48], path[128];
 	size_t used;
 
@@ -395,12 +393,10 @@ static void note_unknown(struct parse_ctx *p, json_object *obj, const char *pref
 		(void)v;
 		for (size_t i = 0; known[i] && !found; i++)
 			found = strcasecmp(k, known[i]) == 0;
+		for (size_t i = 0; more && more[i] && !found; i++)
+			found = strcasecmp(k, more[i]) == 0;
 		if (found)
 			continue;
-		if (prefix && strcmp(prefix, "azure_info") == 0)
-			for (size_t i = 0; ours[i]; i++)
-				if (strcasecmp(k, ours[i]) == 0)
-					p->ours_in_azure_info = true;
 		field_path(path, sizeof(path), prefix, printable(k, name, sizeof(name)));
 		used = strlen(p->unknown);
 		if (used + strlen(path) + 3 >= sizeof(p->unknown)) {
@@ -413,17 +409,20 @@ static void note_unknown(struct parse_ctx *p, json_object *obj, const char *pref
 	}
 }
 
+static void note_unknown(struct parse_ctx *p, json_object *obj, const char *prefix,
+                         const char *const *known)
+{
+	note_unknown2(p, obj, prefix, known, NULL);
+}
+
 static void warn_unknown(const struct parse_ctx *p)
 {
 	if (p->n_unknown == 0 && !p->unknown_truncated)
 		return;
 	log_warn("%s: ignoring unknown field%s %s%s (the Go sidecar ignores them too; check the "
-	         "spelling)%s",
+	         "spelling)",
 	         p->doc, p->n_unknown == 1 && !p->unknown_truncated ? "" : "s", p->unknown,
-	         p->unknown_truncated ? ", ..." : "",
-	         p->ours_in_azure_info ? "; our options (attestation_source, ...) belong in "
-	                                 "SkrSideCarArgs"
-	                               : "");
+	         p->unknown_truncated ? ", ..." : "");
 }
 
 /*
@@ -734,23 +733,47 @@ static int parse_endpoint_list(struct parse_ctx *p, json_object *obj, const char
 	return 0;
 }
 
-static int parse_skr_doc(struct parse_ctx *p, json_object *root, struct sidecar_config *c)
+/* Our optional fields (README "Our optional fields"): the same names in both documents. */
+static const char *const ours_known[] = {
+        "attestation_source",   "virtual_platform_dir", "ca_bundle",  "imds_endpoint",
+        "security_context_dir", "cert_cache_dir",       "timeout_ms", "allowed_endpoints",
+        "audit_file",           "log_format",           NULL};
+
+/*
+ * A non-string value of ours given in both documents: equal is fine, different names both
+ * places. @set tells whether the other document gave it.
+ */
+static int merge_value(struct parse_ctx *p, bool differs, bool set, const char *own_prefix,
+                       const char *other_prefix, const char *name)
 {
-	static const char *const known[] = {"certcache",
-	                                    "identity",
-	                                    "maaconfig",
-	                                    "attestation_source",
-	                                    "virtual_platform_dir",
-	                                    "ca_bundle",
-	                                    "imds_endpoint",
-	                                    "security_context_dir",
-	                                    "cert_cache_dir",
-	                                    "timeout_ms",
-	                                    "allowed_endpoints",
-	                                    "audit_file",
-	                                    "log_format",
-	                                    NULL};
-	static const char *const maaconfig_known[] = {"user_agent", NULL};
+	char own[128], other[128];
+
+	if (!set || !differs)
+		return 0;
+	field_path(own, sizeof(own), own_prefix, name);
+	field_path(other, sizeof(other), other_prefix, name);
+	return skr_error_set(p->err, -EINVAL,
+	                     "%s %s conflicts with %s %s: give it in one document or the same "
+	                     "value in both",
+	                     p->doc, own, p->other_doc, other);
+}
+
+/* "@prefix.@field" (or "@field") in @buf, for messages. */
+static const char *path(const char *prefix, const char *field, char buf[static 64])
+{
+	field_path(buf, 64, prefix, field);
+	return buf;
+}
+
+/*
+ * Our optional fields, in SkrSideCarArgs (@prefix "") or in EncfsSideCarArgs azure_info
+ * (@prefix "azure_info"): an encfs-only container group configures the sidecar through
+ * EncfsSideCarArgs alone, as the Go sidecar's encfs.sh passes it. A value both documents give
+ * must agree; endpoint allowlists are the union of both.
+ */
+static int parse_ours(struct parse_ctx *p, json_object *root, const char *prefix,
+                      const char *other_prefix, struct sidecar_config *c)
+{
 	static const char *const allowed_known[] = {"attestation", "key_vault", NULL};
 	static const struct {
 		const char *name;
@@ -762,12 +785,123 @@ static int parse_skr_doc(struct parse_ctx *p, json_object *root, struct sidecar_
 	        {"cert_cache_dir", offsetof(struct sidecar_config, cert_cache_dir)},
 	        {"audit_file", offsetof(struct sidecar_config, audit_file)},
 	};
+	char allowed_prefix[64], name[64];
 	json_object *v;
 	const char *s;
 	char shown[48];
 	int r;
 
-	note_unknown(p, root, "", known);
+	r = field_string(p, root, prefix, "attestation_source", &s);
+	if (r < 0)
+		return r;
+	if (s) {
+		enum snp_source_kind kind;
+
+		if (snp_source_kind_from_string(s, &kind) < 0)
+			return skr_error_set(
+			        p->err, -EINVAL,
+			        "%s %s: unknown source '%s'; expected auto, sev-guest, "
+			        "sev, configfs-tsm or virtual",
+			        p->doc, path(prefix, "attestation_source", name),
+			        printable(s, shown, sizeof(shown)));
+		r = merge_value(p, kind != c->attestation_source, c->attestation_source_set, prefix,
+		                other_prefix, "attestation_source");
+		if (r < 0)
+			return r;
+		c->attestation_source = kind;
+		c->attestation_source_set = true;
+	}
+
+	for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
+		r = field_string(p, root, prefix, paths[i].name, &s);
+		if (r < 0)
+			return r;
+		r = merge_string(p, (char **)((char *)c + paths[i].offset), s, prefix, other_prefix,
+		                 paths[i].name);
+		if (r < 0)
+			return r;
+	}
+
+	r = field_string(p, root, prefix, "imds_endpoint", &s);
+	if (r < 0)
+		return r;
+	if (s && ((strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0) ||
+	          has_control(s) || strpbrk(s, " ?#")))
+		return skr_error_set(p->err, -EINVAL,
+		                     "%s %s: expected an http(s):// URL such as "
+		                     "http://169.254.169.254",
+		                     p->doc, path(prefix, "imds_endpoint", name));
+	r = merge_string(p, &c->imds_endpoint, s, prefix, other_prefix, "imds_endpoint");
+	if (r < 0)
+		return r;
+
+	r = field_get(p, root, prefix, "timeout_ms", FIELD_INT, &v);
+	if (r < 0)
+		return r;
+	if (v) {
+		int64_t t = json_object_get_int64(v);
+
+		if (t < 1 || t > TIMEOUT_MS_MAX)
+			return skr_error_set(
+			        p->err, -EINVAL, "%s %s: expected milliseconds between 1 and %ld",
+			        p->doc, path(prefix, "timeout_ms", name), TIMEOUT_MS_MAX);
+		r = merge_value(p, c->timeout_ms != (long)t, c->timeout_ms != 0, prefix,
+		                other_prefix, "timeout_ms");
+		if (r < 0)
+			return r;
+		c->timeout_ms = (long)t;
+	}
+
+	r = field_get(p, root, prefix, "allowed_endpoints", FIELD_OBJECT, &v);
+	if (r < 0)
+		return r;
+	if (v) {
+		field_path(allowed_prefix, sizeof(allowed_prefix), prefix, "allowed_endpoints");
+		note_unknown(p, v, allowed_prefix, allowed_known);
+		r = parse_endpoint_list(p, v, "attestation", true, c->allowed_maa,
+		                        &c->n_allowed_maa);
+		if (r < 0)
+			return r;
+		r = parse_endpoint_list(p, v, "key_vault", false, c->allowed_akv,
+		                        &c->n_allowed_akv);
+		if (r < 0)
+			return r;
+	}
+
+	r = field_string(p, root, prefix, "log_format", &s);
+	if (r < 0)
+		return r;
+	if (s) {
+		enum sidecar_log_format format;
+
+		if (strcmp(s, "human") == 0)
+			format = SIDECAR_LOG_HUMAN;
+		else if (strcmp(s, "json") == 0)
+			format = SIDECAR_LOG_JSON;
+		else
+			return skr_error_set(p->err, -EINVAL,
+			                     "%s %s: unknown format '%s'; expected human or json",
+			                     p->doc, path(prefix, "log_format", name),
+			                     printable(s, shown, sizeof(shown)));
+		r = merge_value(p, format != c->log_format, c->log_format_set, prefix, other_prefix,
+		                "log_format");
+		if (r < 0)
+			return r;
+		c->log_format = format;
+		c->log_format_set = true;
+	}
+	return 0;
+}
+
+static int parse_skr_doc(struct parse_ctx *p, json_object *root, struct sidecar_config *c)
+{
+	static const char *const known[] = {"certcache", "identity", "maaconfig", NULL};
+	static const char *const maaconfig_known[] = {"user_agent", NULL};
+	json_object *v;
+	const char *s;
+	int r;
+
+	note_unknown2(p, root, "", known, ours_known);
 	r = parse_shared(p, root, "", "azure_info", c);
 	if (r < 0)
 		return r;
@@ -791,83 +925,7 @@ static int parse_skr_doc(struct parse_ctx *p, json_object *root, struct sidecar_
 		if (r < 0)
 			return r;
 	}
-
-	r = field_string(p, root, "", "attestation_source", &s);
-	if (r < 0)
-		return r;
-	if (s && snp_source_kind_from_string(s, &c->attestation_source) < 0)
-		return skr_error_set(p->err, -EINVAL,
-		                     "%s attestation_source: unknown source '%s'; expected auto, "
-		                     "sev-guest, sev, configfs-tsm or virtual",
-		                     p->doc, printable(s, shown, sizeof(shown)));
-
-	for (size_t i = 0; i < ELEMENTSOF(paths); i++) {
-		r = field_string(p, root, "", paths[i].name, &s);
-		if (r < 0)
-			return r;
-		r = set_string(p, (char **)((char *)c + paths[i].offset), s);
-		if (r < 0)
-			return r;
-	}
-
-	r = field_string(p, root, "", "imds_endpoint", &s);
-	if (r < 0)
-		return r;
-	if (s && ((strncasecmp(s, "http://", 7) != 0 && strncasecmp(s, "https://", 8) != 0) ||
-	          has_control(s) || strpbrk(s, " ?#")))
-		return skr_error_set(p->err, -EINVAL,
-		                     "%s imds_endpoint: expected an http(s):// URL such as "
-		                     "http://169.254.169.254",
-		                     p->doc);
-	r = set_string(p, &c->imds_endpoint, s);
-	if (r < 0)
-		return r;
-
-	r = field_get(p, root, "", "timeout_ms", FIELD_INT, &v);
-	if (r < 0)
-		return r;
-	if (v) {
-		int64_t t = json_object_get_int64(v);
-
-		if (t < 1 || t > TIMEOUT_MS_MAX)
-			return skr_error_set(
-			        p->err, -EINVAL,
-			        "%s timeout_ms: expected milliseconds between 1 and %ld", p->doc,
-			        TIMEOUT_MS_MAX);
-		c->timeout_ms = (long)t;
-	}
-
-	r = field_get(p, root, "", "allowed_endpoints", FIELD_OBJECT, &v);
-	if (r < 0)
-		return r;
-	if (v) {
-		note_unknown(p, v, "allowed_endpoints", allowed_known);
-		r = parse_endpoint_list(p, v, "attestation", true, c->allowed_maa,
-		                        &c->n_allowed_maa);
-		if (r < 0)
-			return r;
-		r = parse_endpoint_list(p, v, "key_vault", false, c->allowed_akv,
-		                        &c->n_allowed_akv);
-		if (r < 0)
-			return r;
-	}
-
-	r = field_string(p, root, "", "log_format", &s);
-	if (r < 0)
-		return r;
-	if (s) {
-		if (strcmp(s, "human") == 0)
-			c->log_format = SIDECAR_LOG_HUMAN;
-		else if (strcmp(s, "json") == 0)
-			c->log_format = SIDECAR_LOG_JSON;
-		else
-			return skr_error_set(
-			        p->err, -EINVAL,
-			        "%s log_format: unknown format '%s'; expected human or "
-			        "json",
-			        p->doc, printable(s, shown, sizeof(shown)));
-	}
-	return 0;
+	return parse_ours(p, root, "", "azure_info", c);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -1363,8 +1421,11 @@ static int parse_encfs_doc(struct parse_ctx *p, json_object *root, struct sideca
 	if (r < 0)
 		return r;
 	if (info) {
-		note_unknown(p, info, "azure_info", info_known);
+		note_unknown2(p, info, "azure_info", info_known, ours_known);
 		r = parse_shared(p, info, "azure_info", "", c);
+		if (r < 0)
+			return r;
+		r = parse_ours(p, info, "azure_info", "", c);
 		if (r < 0)
 			return r;
 	}

@@ -71,15 +71,17 @@ struct sidecar_config {
 	char *log_level; /* as given; validated */
 	char *log_file;
 	enum sidecar_log_format log_format;
-	char *audit_file; /* ours: JSON lines of every attestation and release */
+	bool log_format_set; /* given in either document (the command line may override) */
+	char *audit_file;    /* ours: JSON lines of every attestation and release */
 
 	/* SkrSideCarArgs (§7.1) */
 	struct snp_certcache_config certcache; /* certcache.{endpoint_type,endpoint,tee_type,...} */
 	char *identity_client_id;              /* identity.client_id */
 	char *maa_user_agent;                  /* maaconfig.user_agent */
 
-	/* our additions to SkrSideCarArgs (all optional) */
+	/* our additions to SkrSideCarArgs, also accepted in EncfsSideCarArgs azure_info (optional) */
 	enum snp_source_kind attestation_source; /* "attestation_source": default auto */
+	bool attestation_source_set;             /* given in either document */
 	char *virtual_dir;                       /* "virtual_platform_dir" (with source virtual) */
 	char *ca_bundle;                         /* "ca_bundle": PEM for every HTTPS call */
 	char *imds_endpoint;                     /* "imds_endpoint" (tests, proxies) */

@@ -145,7 +145,7 @@ static int daemon_start(struct daemon *d, const struct sidecar_config *cfg)
 	sidecar_config_attest(cfg, &acfg);
 	r = skr_attester_new(&acfg, &d->attester, &err);
 	if (r < 0) {
-		log_error("attester: %s", err.msg);
+		log_error("%s", err.msg); /* skr_attester_new names itself */
 		return r;
 	}
 	d->api = (struct sidecar_api){

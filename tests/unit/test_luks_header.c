@@ -340,6 +340,17 @@ static void m_iterations(json_object *r)
 	json_object_object_add(at(r, "keyslots", "0", "kdf"), "iterations",
 	                       json_object_new_int(1001));
 }
+/* A key-derivation cost that would pin the CPU for hours before any key is tried. */
+static void m_kdf_cost(json_object *r)
+{
+	json_object_object_add(at(r, "keyslots", "0", "kdf"), "iterations",
+	                       json_object_new_int64(4000000000));
+}
+static void m_digest_cost(json_object *r)
+{
+	json_object_object_add(at(r, "digests", "0", NULL), "iterations",
+	                       json_object_new_int64(3000000000));
+}
 
 /* ---- the table ---- */
 
@@ -406,6 +417,10 @@ static const struct header_case cases[] = {
         {"t_json_size.img", m_json_size, BOTH, -EBADMSG, "config json_size is 4096"},
         {"t_salt_cipher_null.img", m_salt_cipher_null, BOTH, -EBADMSG,
          "the JSON metadata contains \"cipher_null\""},
+        {"t_kdf_cost.img", m_kdf_cost, BOTH, -EBADMSG,
+         "iterations is 4000000000, outside 1..20000000"},
+        {"t_digest_cost.img", m_digest_cost, BOTH, -EBADMSG,
+         "iterations is 3000000000, outside 1..20000000"},
         /* the two copies */
         {"t_secondary_differs.img", m_iterations, SECONDARY, -EBADMSG,
          "the primary and secondary JSON metadata differ"},

@@ -421,20 +421,75 @@ static void test_unknown_fields_warning(void **state)
 	(void)state;
 	log_reset();
 	assert_int_equal(
-	        parse_encfs("{\"azure_info\":{\"attestation_source\":\"virtual\"},"
+	        parse_encfs("{\"azure_info\":{\"attestation_source\":\"virtual\","
+	                    "\"virtual_platform_dir\":\"/p\",\"bogus\":1},"
 	                    "\"azure_filesystems\":[{\"mount_point\":\"/m\",\"azure_url\":"
 	                    "\"https://a.example/i\",\"mystery\":\"VALUE-NOT-LOGGED\"," FS_KEY(
 	                            "k") "}]}",
 	                    &c, &err),
 	        0);
 	assert_int_equal(n_warnings, 1);
-	assert_string_equal(logbuf,
-	                    "EncfsSideCarArgs: ignoring unknown fields "
-	                    "azure_info.attestation_source, azure_filesystems[0].mystery (the Go "
-	                    "sidecar ignores them too; check the spelling); our options "
-	                    "(attestation_source, ...) belong in SkrSideCarArgs\n");
+	/* our options are fields of azure_info too: only the unknown ones are named */
+	assert_string_equal(logbuf, "EncfsSideCarArgs: ignoring unknown fields "
+	                            "azure_info.bogus, azure_filesystems[0].mystery (the Go "
+	                            "sidecar ignores them too; check the spelling)\n");
 	assert_null(strstr(logbuf, "VALUE-NOT-LOGGED"));
+	assert_int_equal(c.attestation_source, SNP_SOURCE_VIRTUAL);
+	assert_string_equal(c.virtual_dir, "/p");
 	sidecar_config_clear(&c);
+}
+
+/*
+ * An encfs-only container group configures everything through EncfsSideCarArgs azure_info; a
+ * value of ours given in both documents must agree, allowlists are the union.
+ */
+static void test_ours_in_azure_info(void **state)
+{
+	static const char *const skr = "{\"attestation_source\":\"virtual\","
+	                               "\"virtual_platform_dir\":\"/p\",\"timeout_ms\":5000,"
+	                               "\"allowed_endpoints\":{\"attestation\":[\"maa.one\"]}}";
+	static const struct {
+		const char *info;
+		int expected;
+		const char *message;
+	} cases[] = {
+	        {"{\"attestation_source\":\"virtual\",\"virtual_platform_dir\":\"/p\","
+	         "\"timeout_ms\":5000,\"log_format\":\"json\","
+	         "\"allowed_endpoints\":{\"attestation\":[\"maa.two\"]}}",
+	         0, NULL},
+	        {"{\"attestation_source\":\"sev-guest\"}", -EINVAL,
+	         "EncfsSideCarArgs azure_info.attestation_source conflicts with SkrSideCarArgs "
+	         "attestation_source: give it in one document or the same value in both"},
+	        {"{\"virtual_platform_dir\":\"/q\"}", -EINVAL,
+	         "EncfsSideCarArgs azure_info.virtual_platform_dir conflicts with SkrSideCarArgs "
+	         "virtual_platform_dir: give it in one document or the same value in both"},
+	        {"{\"timeout_ms\":7000}", -EINVAL,
+	         "EncfsSideCarArgs azure_info.timeout_ms conflicts with SkrSideCarArgs "
+	         "timeout_ms: give it in one document or the same value in both"},
+	        {"{\"attestation_source\":\"tpm\"}", -EINVAL,
+	         "EncfsSideCarArgs azure_info.attestation_source: unknown source 'tpm'; expected "
+	         "auto, sev-guest, sev, configfs-tsm or virtual"},
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sidecar_config c = {0};
+		struct skr_error err = {0};
+		_cleanup_free_ char *encfs = NULL;
+
+		assert_int_equal(parse_skr(skr, &c, &err), 0);
+		assert_true(asprintf(&encfs, "{\"azure_info\":%s,\"azure_filesystems\":[]}",
+		                     cases[i].info) > 0);
+		assert_int_equal(parse_encfs(encfs, &c, &err), cases[i].expected);
+		if (cases[i].message)
+			assert_string_equal(err.msg, cases[i].message);
+		else {
+			assert_int_equal(c.attestation_source, SNP_SOURCE_VIRTUAL);
+			assert_int_equal(c.log_format, SIDECAR_LOG_JSON);
+			assert_int_equal(c.n_allowed_maa, 2);
+		}
+		sidecar_config_clear(&c);
+	}
 }
 
 /* Both documents name certcache/identity: equal values merge, different ones are refused. */
@@ -1348,6 +1403,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test_setup_teardown(test_accepted, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_unknown_fields_warning, setup, teardown),
+	        cmocka_unit_test_setup_teardown(test_ours_in_azure_info, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_merge, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
 	        cmocka_unit_test_setup_teardown(test_raw_key, setup, teardown),

@@ -116,7 +116,10 @@ def fs(image, kid, mount, **extra):
                  "akv": {"endpoint": "devcloud:" + kv}}}
     d.update(extra)
     return d
-common = {"work_dir": "/run/sidecar", "ready_file": "/run/sidecar-ready"}
+# EncfsSideCarArgs alone, as a container group passes it to the Go sidecar's encfs.sh: our
+# fields (virtual platform, CA bundle, IMDS) in its azure_info.
+common = {"azure_info": json.loads(skr), "work_dir": "/run/sidecar",
+          "ready_file": "/run/sidecar-ready"}
 configs = {
     "mount": dict(common, azure_filesystems=[
         fs("plain", "plain-key", "plain"),
@@ -132,7 +135,7 @@ configs = {
         fs("readwrite", "readwrite-key", "rw", read_write=True)]),
 }
 with open(out, "w") as f:
-    f.write("SKR_ARGS=%s\n" % b64(json.loads(skr)))
+    f.write("SKR_ARGS=\n")
     for name, doc in configs.items():
         f.write("ENCFS_ARGS_%s=%s\n" % (name, b64(doc)))
 PY

@@ -4,7 +4,7 @@
 set -e
 
 echo "guest: $(uname -sr), dm-crypt loaded: $([ -d /sys/module/dm_crypt ] && echo yes || echo no)"
-echo "\$ SkrSideCarArgs=... EncfsSideCarArgs=... Port=$SIDECAR_PORT confidential-sidecar &"
+echo "\$ EncfsSideCarArgs=... Port=$SIDECAR_PORT confidential-sidecar &"
 sidecar_start demo
 sidecar_wait_settled 240
 grep -E 'attestation source|token received|released|key obtained|LUKS .* opened|mounted .* in' \

@@ -2,7 +2,9 @@
 # Helpers for the end-to-end scenarios in the guest (busybox sh): the sidecar started as a
 # container group starts it (environment only), its /status, and teardown checks.
 # Installed as /lib/vm/e2e.sh; test-e2e.sh writes the configurations into /etc/vm-env:
-#   SKR_ARGS              base64 SkrSideCarArgs (virtual platform, CA bundle, IMDS, allowlist)
+#   SKR_ARGS              base64 SkrSideCarArgs (virtual platform, CA bundle, IMDS, allowlist);
+#                         empty: the sidecar gets EncfsSideCarArgs alone (our fields in its
+#                         azure_info), as the Go sidecar's encfs.sh passes it
 #   ENCFS_ARGS_<NAME>     base64 EncfsSideCarArgs of each scenario
 . /lib/vm/lib.sh
 
@@ -15,8 +17,13 @@ sidecar_start() {
 	eval "_encfs=\$ENCFS_ARGS_$1"
 	[ -n "$_encfs" ] || fail "no ENCFS_ARGS_$1 in /etc/vm-env"
 	: >"$SIDECAR_LOG"
-	SkrSideCarArgs=$SKR_ARGS EncfsSideCarArgs=$_encfs Port=$SIDECAR_PORT LogLevel=debug \
-		confidential-sidecar >>"$SIDECAR_LOG" 2>&1 &
+	if [ -n "$SKR_ARGS" ]; then
+		SkrSideCarArgs=$SKR_ARGS EncfsSideCarArgs=$_encfs Port=$SIDECAR_PORT LogLevel=debug \
+			confidential-sidecar >>"$SIDECAR_LOG" 2>&1 &
+	else
+		EncfsSideCarArgs=$_encfs Port=$SIDECAR_PORT LogLevel=debug \
+			confidential-sidecar >>"$SIDECAR_LOG" 2>&1 &
+	fi
 	sidecar_pid=$!
 	echo "sidecar started (pid $sidecar_pid, configuration $1)"
 }
