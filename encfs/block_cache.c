@@ -29,14 +29,17 @@
 #define BLOCK_SIZE_MIN 4096u
 #define BLOCK_SIZE_MAX (64u * 1024 * 1024)
 /*
- * 64 MiB of cache, 32 MiB of it read ahead in runs of 8 MiB (FETCH_RUN_MAX_BYTES): four range
- * requests in flight, one per fetch thread, which is what keeps a high-latency store (Azure)
- * streaming. Measured (bench/run-blob-read.sh, 1 GiB from Azurite, 2-core host, median of 3):
- * 8 blocks read ahead (the Go sidecar's depth) allow only 2 MiB runs, FUSE/curl 0.3-0.5;
- * 32 blocks (two 8 MiB runs in flight) ~0.8; 64 blocks ~1.0.
+ * 32 MiB of cache, 16 MiB of it read ahead in runs of up to 8 MiB (FETCH_RUN_MAX_BYTES): range
+ * requests stay in flight on the fetch threads, which is what keeps a high-latency store (Azure)
+ * streaming, and few large requests suit a store with a per-request cost (Azurite: ~5 ms of CPU
+ * per request whatever its size). Measured (bench/run-blob-read.sh, 1 GiB from Azurite on the
+ * 2-core host, FUSE/curl, median of 3 interleaved rounds): 8 blocks read ahead (the Go
+ * sidecar's depth) ~0.5; 32 blocks ~0.75; 64 blocks (64 MiB more memory per image) 0.6-0.97,
+ * within the noise of the shared host. 32 keeps a mounted image near 48 MiB at most (cache plus
+ * run buffers); "cache" in EncfsSideCarArgs raises it.
  */
-#define CAPACITY_DEFAULT 128u
-#define READAHEAD_DEFAULT 64u
+#define CAPACITY_DEFAULT 64u
+#define READAHEAD_DEFAULT 32u
 #define FETCH_THREADS_DEFAULT 4u
 #define FETCH_THREADS_MAX 64u
 /* Blocks one read pins at once (longer reads are served in batches of this many). */

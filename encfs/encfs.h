@@ -105,8 +105,8 @@ char *blob_url_redact(const char *url);
 
 struct block_cache_options {
 	size_t block_size;         /* bytes, a power of two ≥ 4096; 0 = 512 KiB (the Go default) */
-	size_t capacity_blocks;    /* LRU capacity; 0 = 128 */
-	unsigned readahead_blocks; /* after a sequential pattern; 0 = 64, capped by capacity / 2 */
+	size_t capacity_blocks;    /* LRU capacity; 0 = 64 */
+	unsigned readahead_blocks; /* after a sequential pattern; 0 = 32, capped by capacity / 2 */
 	unsigned fetch_threads;    /* parallel range requests; 0 = 4 */
 };
 

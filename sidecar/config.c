@@ -47,7 +47,7 @@
 /* libencfs's block cache defaults (encfs.h) and the bounds we accept for "cache". */
 #define DEFAULT_CACHE_BLOCK_SIZE (512u * 1024)
 #define DEFAULT_CACHE_CAPACITY 64u
-#define DEFAULT_CACHE_READAHEAD 8u
+#define DEFAULT_CACHE_READAHEAD 32u
 #define CACHE_BLOCK_SIZE_MIN 4096
 #define CACHE_BLOCK_SIZE_MAX (64 * 1024 * 1024)
 #define CACHE_CAPACITY_MAX 65536

@@ -1075,7 +1075,7 @@ static void test_print_redacts(void **state)
 	assert_string_equal(json_object_get_string(path_get(o, "access", NULL)), "fuse");
 	assert_int_equal(json_object_get_int(path_get(o, "cache", "block_size")), 524288);
 	assert_int_equal(json_object_get_int(path_get(o, "cache", "capacity_blocks")), 64);
-	assert_int_equal(json_object_get_int(path_get(o, "cache", "readahead_blocks")), 8);
+	assert_int_equal(json_object_get_int(path_get(o, "cache", "readahead_blocks")), 32);
 	fs = json_object_array_get_idx(path_get(o, "azure_filesystems", NULL), 1);
 	assert_string_equal(json_object_get_string(path_get(fs, "verity_root_hash", NULL)),
 	                    "4392712ba01368efdf14b05c76f9e4df0d53664630b5d48632ed17a137f39076");

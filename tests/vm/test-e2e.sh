@@ -67,6 +67,19 @@ e2e_make_image denied denied "$work/src"
 # released fine and then opens no keyslot.
 e2e_make_image wrongkey wrong "$work/src"
 e2e_make_image readwrite readwrite "$work/src"
+# An image as the Go project's generatefs.sh makes it: stock cryptsetup, LUKS2 aes-xts-plain64
+# with a 512-bit key, 4096-byte sectors, pbkdf2 with 1000 iterations, a 16 MiB header, the raw
+# 32-byte key as the passphrase — here without root through offline reencrypt --encrypt.
+e2e_new_key goimage
+python3 -c 'import sys; open(sys.argv[2], "wb").write(bytes.fromhex(open(sys.argv[1]).read()))' \
+	"$work/keys/goimage.hex" "$work/keys/goimage.bin"
+truncate -s 64M "$work/img/goimage.img"
+mkfs.ext4 -q -b 4096 -d "$work/src" "$work/img/goimage.img" 32M
+cryptsetup reencrypt --encrypt --type luks2 --reduce-device-size 32M --batch-mode \
+	--cipher aes-xts-plain64 --key-size 512 --sector-size 4096 --pbkdf pbkdf2 \
+	--pbkdf-force-iterations 1000 --key-file "$work/keys/goimage.bin" "$work/img/goimage.img" ||
+	e2e_die "cryptsetup reencrypt --encrypt of the Go-style image failed"
+rm -f "$work/keys/goimage.bin"
 pinned_hash=$(e2e_root_hash "$work/img/pinned.json")
 [ -n "$pinned_hash" ] || { cat "$work/img/pinned.json" >&2; e2e_die "no verity root hash"; }
 
@@ -87,7 +100,7 @@ with open(sys.argv[1], "r+b") as f:
 PY
 cmp -s "$work/img/pinned.img" "$work/img/tampered.img" && e2e_die "tampering changed nothing"
 
-for name in plain pinned denied wrongkey tampered; do
+for name in plain pinned denied wrongkey tampered goimage; do
 	e2e_upload "$name"
 done
 e2e_upload readwrite --page
@@ -96,6 +109,7 @@ rw_sas=$("$vm_azurite" sas "$E2E_CONTAINER" readwrite.img rw 3600)
 echo "== keys imported with release policies"
 e2e_import_key plain-key plain "$host_data"
 e2e_import_key pinned-key pinned "$host_data"
+e2e_import_key goimage-key goimage "$host_data"
 e2e_import_key readwrite-key readwrite "$host_data"
 # Bound to another container group's host data: the vault must refuse the release.
 e2e_import_key denied-key denied "$(openssl rand -hex 32)"
@@ -103,10 +117,12 @@ e2e_import_key denied-key denied "$(openssl rand -hex 32)"
 echo "== sidecar configurations (EncfsSideCarArgs per scenario)"
 python3 - "$work/vm-env" "$(e2e_skr_args_json)" "$attest_port" "$kv_port" "$pinned_hash" \
 	"$(e2e_blob_url plain)" "$(e2e_blob_url pinned)" "$(e2e_blob_url denied)" \
-	"$(e2e_blob_url wrongkey)" "$(e2e_blob_url tampered)" "$(e2e_blob_url readwrite "$rw_sas")" <<'PY'
+	"$(e2e_blob_url wrongkey)" "$(e2e_blob_url tampered)" "$(e2e_blob_url readwrite "$rw_sas")" \
+	"$(e2e_blob_url goimage)" <<'PY'
 import base64, json, sys
 out, skr, attest, kv, pinned_hash = sys.argv[1:6]
-url = dict(zip(["plain", "pinned", "denied", "wrongkey", "tampered", "readwrite"], sys.argv[6:]))
+url = dict(zip(["plain", "pinned", "denied", "wrongkey", "tampered", "readwrite", "goimage"],
+               sys.argv[6:]))
 def b64(doc):
     return base64.b64encode(json.dumps(doc).encode()).decode()
 def fs(image, kid, mount, **extra):
@@ -123,7 +139,8 @@ common = {"azure_info": json.loads(skr), "work_dir": "/run/sidecar",
 configs = {
     "mount": dict(common, azure_filesystems=[
         fs("plain", "plain-key", "plain"),
-        fs("pinned", "pinned-key", "pinned", verity_root_hash=pinned_hash)]),
+        fs("pinned", "pinned-key", "pinned", verity_root_hash=pinned_hash),
+        fs("goimage", "goimage-key", "goimage")]),
     "failures": dict(common, on_mount_failure="continue", azure_filesystems=[
         fs("denied", "denied-key", "denied"),
         fs("wrongkey", "plain-key", "wrongkey")]),
