@@ -46,9 +46,9 @@ typedef int (*blob_token_fn)(void *userdata, const char *resource, struct secret
                              struct skr_error *err);
 
 struct blob_options {
-	const char *url;       /* required; the SAS query, if any, is part of it (a secret) */
-	const char *ca_bundle; /* PEM bundle for https; NULL = system store */
-	blob_token_fn token_fn;  /* non-NULL → "Authorization: Bearer" (Azure; refused over http) */
+	const char *url;        /* required; the SAS query, if any, is part of it (a secret) */
+	const char *ca_bundle;  /* PEM bundle for https; NULL = system store */
+	blob_token_fn token_fn; /* non-NULL → "Authorization: Bearer" (Azure; refused over http) */
 	void *token_userdata;
 	unsigned timeout_ms;     /* per request; 0 = 30000 */
 	unsigned max_attempts;   /* per read/write; 0 = 6 */
@@ -104,8 +104,8 @@ char *blob_url_redact(const char *url);
  * ------------------------------------------------------------------------------------------- */
 
 struct block_cache_options {
-	size_t block_size;         /* bytes, a power of two ≥ 4096; 0 = 512 KiB (the Go default) */
-	size_t capacity_blocks;    /* LRU capacity; 0 = 64 */
+	size_t block_size;      /* bytes, a power of two ≥ 4096; 0 = 512 KiB (the Go default) */
+	size_t capacity_blocks; /* LRU capacity; 0 = 64 */
 	unsigned readahead_blocks; /* after a sequential pattern; 0 = 32, capped by capacity / 2 */
 	unsigned fetch_threads;    /* parallel range requests; 0 = 4 */
 };
@@ -176,8 +176,8 @@ int luks_header_check_buffer(const uint8_t *buf, size_t len, struct skr_error *e
  * /dev/mapper/@name with @passphrase (the released key, from memory — never a key file).
  * -EPERM with "wrong key (fingerprint …)" when no keyslot accepts it. *@dm_path malloc'ed.
  */
-int luks_open(const char *device, const char *name, const struct secret *passphrase,
-              bool read_only, char **dm_path, struct skr_error *err);
+int luks_open(const char *device, const char *name, const struct secret *passphrase, bool read_only,
+              char **dm_path, struct skr_error *err);
 int luks_close(const char *name, struct skr_error *err);
 
 /* ---------------------------------------------------------------------------------------------
@@ -208,6 +208,12 @@ int verity_close(const char *name, struct skr_error *err);
  * Mounting and publication
  * ------------------------------------------------------------------------------------------- */
 
+/*
+ * Paths here are resolved without following symlinks (the parent of a mount point is often
+ * writable by the app, and this runs as root): a symlink at @target, @mount_point or any
+ * component of their parents is refused with -ELOOP naming it; nothing is made, mounted or
+ * removed behind one. "/proc" must be mounted.
+ */
 /* ext4 @device at @target (created 0755): read-only → "ro,noload"; nosuid,nodev always. */
 int encfs_mount_ext4(const char *device, const char *target, bool read_write,
                      struct skr_error *err);
@@ -220,8 +226,9 @@ int encfs_unpublish(const char *target, const char *mount_point, struct skr_erro
 /*
  * After a crash: unmount every mount below @work_dir and every hidden mount
  * "<parent>/.filesystem-*" of @mount_points, close every device-mapper mapping whose name starts
- * with @dm_prefix (verity below crypt: crypt first), detach loop devices they used.
- * Reports what it cleaned at info level.
+ * with @dm_prefix (verity below crypt: crypt first), detach loop devices they used, remove
+ * downloads "<work_dir>/<index>/image" and empty "<work_dir>/<index>" directories. A parent
+ * reached through a symlink is skipped with a warning. Reports what it cleaned at info level.
  */
 int encfs_cleanup_stale(const char *work_dir, const char *dm_prefix,
                         const char *const *mount_points, size_t n, struct skr_error *err);
@@ -256,8 +263,8 @@ enum encfs_access {
 };
 
 struct encfs_fs_config {
-	unsigned index;             /* position in azure_filesystems: names mappings and dirs */
-	const char *mount_point;    /* where the app looks (a symlink is published there) */
+	unsigned index;          /* position in azure_filesystems: names mappings and dirs */
+	const char *mount_point; /* where the app looks (a symlink is published there) */
 	bool read_write;
 	const char *verity_root_hash; /* NULL or hex */
 	enum encfs_access access;

@@ -204,63 +204,12 @@ static char *skr_args_json(const char *extra)
 	return json;
 }
 
-/* An IMDS token for the vault, the way an operator would fetch one. */
-static char *imds_vault_token(void)
-{
-	static const char *const headers[] = {"Metadata: true", NULL};
-	struct test_http_client_response r = {0};
-	_cleanup_json_ json_object *root = NULL;
-	json_object *t;
-	char url[300];
-	char *token;
-
-	snprintf(url, sizeof(url),
-	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc.imds,
-	         "https%3A%2F%2Fvault.azure.net");
-	http("GET", url, headers, NULL, 0, &r);
-	assert_int_equal(r.status, 200);
-	root = json_tokener_parse(r.body);
-	assert_non_null(root);
-	assert_true(json_object_object_get_ex(root, "access_token", &t));
-	token = strdup(json_object_get_string(t));
-	test_http_client_response_clear(&r);
-	return token;
-}
-
 /* Import a random oct key named @name with a policy pinning the platform's host data. */
 static void import_key(const char *name)
 {
-	_cleanup_free_ char *policy = NULL, *kid = NULL, *k = NULL, *jwk = NULL, *claims = NULL;
-	_cleanup_free_ char *token = imds_vault_token();
-	struct skr_error err = {0};
-
-	assert_true(
-	        asprintf(&claims,
-	                 "[[{\"claim\": \"x-ms-sevsnpvm-hostdata\", \"equals\": \"%s\"},"
-	                 " {\"claim\": \"x-ms-sevsnpvm-is-debuggable\", \"equals\": \"false\"}]]",
-	                 host_hex) > 0);
-	if (skr_policy_build(dc.attest, claims, strlen(claims), &policy, &err) < 0)
-		fail_msg("policy: %s", err.msg);
 	assert_int_equal(RAND_bytes(key_bytes, sizeof(key_bytes)), 1);
-	assert_int_equal(b64_encode(key_bytes, sizeof(key_bytes), B64_URL_NOPAD, &k), 0);
-	assert_true(asprintf(&jwk,
-	                     "{\"kty\":\"oct-HSM\",\"key_ops\":[\"wrapKey\",\"unwrapKey\"],"
-	                     "\"k\":\"%s\",\"key_size\":256}",
-	                     k) > 0);
-	struct skr_akv_import imp = {
-	        .endpoint = dc.kv,
-	        .name = name,
-	        .jwk_json = jwk,
-	        .jwk_len = strlen(jwk),
-	        .hsm = true,
-	        .policy_json = policy,
-	        .exportable = true,
-	        .bearer_token = token,
-	        .ca_bundle = dc.ca,
-	};
-	if (skr_akv_import_key(&imp, &kid, &err) < 0)
-		fail_msg("import: %s", err.msg);
-	secure_erase(jwk, strlen(jwk));
+	assert_int_equal(
+	        test_devcloud_import_oct_key(&dc, name, key_bytes, sizeof(key_bytes), host_hex), 0);
 }
 
 static int group_setup(void **state)
@@ -616,7 +565,8 @@ static void test_release(void **state)
 	assert_true(test_devcloud_log_count(&dc, "/metadata/identity") > tokens);
 
 	/* a caller's access_token: no IMDS request */
-	bearer_token = imds_vault_token();
+	bearer_token = test_devcloud_vault_token(&dc);
+	assert_non_null(bearer_token);
 	tokens = test_devcloud_log_count(&dc, "/metadata/identity");
 	{
 		_cleanup_free_ char *with_token = NULL;
@@ -998,14 +948,15 @@ static void test_audit_and_signals(void **state)
 		char body[1024];
 		bool failed = false;
 
-		assert_true(asprintf(&encfs,
-		                     "{\"azure_filesystems\": [{\"azure_url\": "
-		                     "\"https://%s/container/missing.img\", "
-		                     "\"mount_point\": \"%s/mnt/share\", \"key\": {\"kid\": "
-		                     "\"sidecar-key\", \"kty\": \"oct-HSM\", \"authority\": "
-		                     "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}], "
-		                     "\"work_dir\": \"%s/work\", \"on_mount_failure\": \"continue\"}",
-		                     dc.attest, tmpdir, dc.attest, dc.kv, tmpdir) > 0);
+		assert_true(
+		        asprintf(&encfs,
+		                 "{\"azure_filesystems\": [{\"azure_url\": "
+		                 "\"https://%s/container/missing.img\", "
+		                 "\"mount_point\": \"%s/mnt/share\", \"key\": {\"kid\": "
+		                 "\"sidecar-key\", \"kty\": \"oct-HSM\", \"authority\": "
+		                 "{\"endpoint\": \"%s\"}, \"akv\": {\"endpoint\": \"%s\"}}}], "
+		                 "\"work_dir\": \"%s/work\", \"on_mount_failure\": \"continue\"}",
+		                 dc.attest, tmpdir, dc.attest, dc.kv, tmpdir) > 0);
 		start_daemon(skr, encfs);
 		for (int i = 0; i < 200 && !failed; i++) {
 			api("GET", "/status", NULL, &r);
