@@ -51,23 +51,14 @@ work=$(mktemp -d /tmp/bench-blob-read.XXXXXX)
 serve_pid=
 mount_pid=
 
-# $1: pid (may be empty). SIGTERM, then SIGKILL after 15 s.
-stop_pid() {
-	[ -n "$1" ] || return 0
-	kill "$1" 2>/dev/null || true
-	for _ in $(seq 1 150); do
-		kill -0 "$1" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL "$1" 2>/dev/null || true
-	wait "$1" 2>/dev/null || true
-}
+# shellcheck source=bench/lib.sh
+. "$top/bench/lib.sh"
 
 cleanup() {
-	stop_pid "$mount_pid"
+	bench_stop "$mount_pid" || true
 	# a killed mount helper leaves its FUSE mount behind
 	mountpoint -q "$work/fuse" 2>/dev/null && umount -l "$work/fuse"
-	stop_pid "$serve_pid"
+	bench_stop "$serve_pid" || true
 	rm -rf "$work"
 }
 trap cleanup EXIT
@@ -119,7 +110,7 @@ fuse_read() {
 	t0=$(now)
 	dd if="$file" of=/dev/null bs=1M status=none
 	t1=$(now)
-	stop_pid "$mount_pid"
+	bench_stop "$mount_pid" || true
 	mount_pid=
 	calc "$t1 - $t0"
 }
@@ -149,7 +140,7 @@ mount_pid=$!
 file=$(wait_line "$work/mount.out" "ready " "$mount_pid" "blob_read mount") ||
 	{ cat "$work/mount.err" >&2; exit 1; }
 fuse_sha=$(sha256sum "${file#ready }" | cut -d' ' -f1)
-stop_pid "$mount_pid"
+bench_stop "$mount_pid" || true
 mount_pid=
 [ "$fuse_sha" = "$big_sha" ] ||
 	{ echo "run-blob-read.sh: FUSE bytes differ from the blob (sha256 $fuse_sha)" >&2; exit 1; }

@@ -99,9 +99,39 @@ int read_file_secret(const char *path, size_t max_size, struct secret **out)
 	return 0;
 }
 
-static int write_all(int fd, const void *data, size_t len)
+/* One loop for read_full() and pread_full(): @off < 0 reads at the file offset. */
+static ssize_t read_loop(int fd, void *buf, size_t len, off_t off)
 {
-	const char *p = data;
+	size_t done = 0;
+
+	while (done < len) {
+		ssize_t n = off < 0 ? read(fd, (char *)buf + done, len - done)
+		                    : pread(fd, (char *)buf + done, len - done, off + (off_t)done);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			break;
+		done += (size_t)n;
+	}
+	return (ssize_t)done;
+}
+
+ssize_t read_full(int fd, void *buf, size_t len)
+{
+	return read_loop(fd, buf, len, -1);
+}
+
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	return off < 0 ? -EINVAL : read_loop(fd, buf, len, off);
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
 
 	while (len > 0) {
 		ssize_t n = write(fd, p, len);
@@ -130,7 +160,7 @@ int write_file_atomic(const char *path, const void *data, size_t len, mode_t mod
 	fd = mkostemp(tmp, O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
-	if (fchmod(fd, mode) < 0 || (r = write_all(fd, data, len)) < 0 || fsync(fd) < 0) {
+	if (fchmod(fd, mode) < 0 || (r = write_full(fd, data, len)) < 0 || fsync(fd) < 0) {
 		r = -errno;
 		close(fd);
 		unlink(tmp);

@@ -27,6 +27,18 @@ int read_file_secret(const char *path, size_t max_size, struct secret **out);
  */
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode);
 
+/*
+ * read() until @len bytes or the end of the file, over short reads and EINTR: the count read
+ * (short only at the end of the file) or -errno.
+ */
+ssize_t read_full(int fd, void *buf, size_t len);
+
+/* read_full() with pread() from offset @off (the file offset is not moved). */
+ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
+
+/* write() all @len bytes, over short writes and EINTR: 0 or -errno. */
+int write_full(int fd, const void *buf, size_t len);
+
 /* mkdir -p with @mode for created components. */
 int mkdir_p(const char *path, mode_t mode);
 

@@ -443,10 +443,28 @@ const char *blob_display_url(const struct blob *b)
 
 struct io_ctx {
 	struct blob *b;
-	void *buf;
+	const struct iovec *iov;
+	unsigned iovcnt;
 	size_t len;
 	uint64_t off;
+	blob_seg_done_fn seg_done;
+	void *seg_userdata;
+	unsigned segs_done; /* complete buffers: a retry resumes after them */
+	size_t bytes_done;
 };
+
+/* A buffer of the current attempt is complete (its index relative to the attempt's first). */
+static void io_seg_done(void *userdata, unsigned seg)
+{
+	struct io_ctx *c = userdata;
+	unsigned abs = c->segs_done;
+
+	(void)seg; /* buffers complete in order: always the first unfinished one */
+	c->bytes_done += c->iov[abs].iov_len;
+	c->segs_done++;
+	if (c->seg_done)
+		c->seg_done(c->seg_userdata, abs);
+}
 
 static int read_attempt(void *userdata, struct blob_attempt *a, struct skr_error *err)
 {
@@ -462,7 +480,10 @@ static int read_attempt(void *userdata, struct blob_attempt *a, struct skr_error
 	gen = b->write_gen;
 	pthread_mutex_unlock(&b->lock);
 
-	r = b->be->read(b, c->buf, c->len, c->off, etag, a, err);
+	if (c->segs_done == c->iovcnt)
+		return 0; /* everything arrived before the attempt that failed went wrong */
+	r = b->be->read(b, c->iov + c->segs_done, c->iovcnt - c->segs_done, c->len - c->bytes_done,
+	                c->off + c->bytes_done, etag, io_seg_done, c, a, err);
 	if (r != -ESTALE)
 		return r;
 
@@ -498,23 +519,42 @@ static int read_attempt(void *userdata, struct blob_attempt *a, struct skr_error
 	return r;
 }
 
-int blob_read(struct blob *b, void *buf, size_t len, uint64_t off, struct skr_error *err)
+int blob_readv(struct blob *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
+               blob_seg_done_fn seg_done, void *seg_userdata, struct skr_error *err)
 {
-	struct io_ctx c = {.b = b, .buf = buf, .len = len, .off = off};
+	struct io_ctx c = {.b = b,
+	                   .iov = iov,
+	                   .iovcnt = iovcnt,
+	                   .off = off,
+	                   .seg_done = seg_done,
+	                   .seg_userdata = seg_userdata};
 	char what[96];
 
-	if (off > b->props.size || len > b->props.size - off)
+	for (unsigned i = 0; i < iovcnt; i++) {
+		if (iov[i].iov_len > SIZE_MAX - c.len)
+			return skr_error_set(err, -EINVAL, "blob %s: read of more than %zu bytes",
+			                     b->display_url, SIZE_MAX);
+		c.len += iov[i].iov_len;
+	}
+	if (off > b->props.size || c.len > b->props.size - off)
 		return skr_error_set(err, -EINVAL,
 		                     "blob %s: read of %zu bytes at %" PRIu64
 		                     " is past the end (%" PRIu64 " bytes)",
-		                     b->display_url, len, off, b->props.size);
-	if (len == 0)
+		                     b->display_url, c.len, off, b->props.size);
+	if (c.len == 0)
 		return 0;
-	snprintf(what, sizeof(what), "read of %zu bytes at %" PRIu64, len, off);
+	snprintf(what, sizeof(what), "read of %zu bytes at %" PRIu64, c.len, off);
 	int r = blob_retry_run(&b->o, b->display_url, what, read_attempt, &c, err);
 	if (r < 0)
 		return skr_error_prefix(err, "blob %s: ", b->display_url);
 	return 0;
+}
+
+int blob_read(struct blob *b, void *buf, size_t len, uint64_t off, struct skr_error *err)
+{
+	struct iovec iov = {.iov_base = buf, .iov_len = len};
+
+	return blob_readv(b, &iov, 1, off, NULL, NULL, err);
 }
 
 struct write_ctx {

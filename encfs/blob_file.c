@@ -89,7 +89,8 @@ static int path_etag(struct blob_file *f, char etag[BLOB_ETAG_MAX], struct skr_e
 	return 0;
 }
 
-static int file_read(struct blob *b, void *buf, size_t len, uint64_t off, const char *etag,
+static int file_read(struct blob *b, const struct iovec *iov, unsigned iovcnt, size_t len,
+                     uint64_t off, const char *etag, blob_seg_done_fn seg_done, void *seg_userdata,
                      struct blob_attempt *a, struct skr_error *err)
 {
 	struct blob_file *f = b->be_data;
@@ -98,19 +99,27 @@ static int file_read(struct blob *b, void *buf, size_t len, uint64_t off, const 
 	int r;
 
 	(void)a;
-	while (done < len) {
-		ssize_t n = pread(f->fd, (char *)buf + done, len - done, (off_t)(off + done));
+	for (unsigned i = 0; i < iovcnt && done < len; i++) {
+		size_t seg = 0;
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			return skr_error_set(err, r, "read of %s at %" PRIu64 " failed: %s",
-			                     f->path, off + done, skr_strerror(r));
+		while (seg < iov[i].iov_len) {
+			ssize_t n = pread(f->fd, (char *)iov[i].iov_base + seg,
+			                  iov[i].iov_len - seg, (off_t)(off + done));
+
+			if (n < 0) {
+				if (errno == EINTR)
+					continue;
+				r = -errno;
+				return skr_error_set(err, r, "read of %s at %" PRIu64 " failed: %s",
+				                     f->path, off + done, skr_strerror(r));
+			}
+			if (n == 0)
+				break; /* shrank: the ETag check below says so */
+			seg += (size_t)n;
+			done += (size_t)n;
 		}
-		if (n == 0)
-			break; /* shrank: the ETag check below says so */
-		done += (size_t)n;
+		if (seg < iov[i].iov_len)
+			break;
 	}
 	r = path_etag(f, now, err);
 	if (r < 0)
@@ -124,6 +133,9 @@ static int file_read(struct blob *b, void *buf, size_t len, uint64_t off, const 
 	if (done < len)
 		return skr_error_set(err, -EIO, "short read of %s: %zu of %zu bytes at %" PRIu64,
 		                     f->path, done, len, off);
+	/* Only now are the bytes known to be the blob's (the ETag check after the reads). */
+	for (unsigned i = 0; seg_done && i < iovcnt; i++)
+		seg_done(seg_userdata, i);
 	return 0;
 }
 

@@ -418,9 +418,10 @@ struct xfer {
 	size_t body_len, body_pos;
 	bool follow_redirects;
 
-	/* GET into a caller buffer */
-	uint8_t *buf;
-	size_t len;
+	/* GET into caller buffers (NULL iov: the body is not wanted) */
+	const struct iovec *iov;
+	unsigned iovcnt;
+	size_t len; /* the sum of the iov lengths */
 	uint64_t off;
 	const char *expect_etag; /* refuse an answer with another ETag ("" = any) */
 	uint64_t blob_size;      /* for a 200 answer carrying the whole blob */
@@ -428,7 +429,11 @@ struct xfer {
 	/* response */
 	struct blob_http_resp resp;
 	enum sink_mode mode;
-	size_t got;         /* bytes stored into buf */
+	size_t got;                /* bytes stored into iov */
+	blob_seg_done_fn seg_done; /* told of each complete iov entry */
+	void *seg_userdata;
+	unsigned seg;       /* the iov entry the next byte goes to */
+	size_t seg_got;     /* bytes stored into that entry */
 	uint64_t body_seen; /* body bytes seen in SINK_FULL */
 	bool have_slice;    /* SINK_FULL: the slice is complete, transfer cut short on purpose */
 	int refuse_code;
@@ -471,7 +476,7 @@ static size_t sink_decide(struct xfer *x)
 {
 	const struct blob_http_resp *r = &x->resp;
 
-	if (!x->buf || (r->status != 200 && r->status != 206)) {
+	if (!x->iov || (r->status != 200 && r->status != 206)) {
 		x->mode = SINK_ERROR_BODY;
 		return 1;
 	}
@@ -521,6 +526,30 @@ static size_t sink_decide(struct xfer *x)
 	return 1;
 }
 
+/* Store @n body bytes as the next ones of the iov (the caller checked that they fit). */
+static void sink_store(struct xfer *x, const char *data, size_t n)
+{
+	while (n > 0) {
+		const struct iovec *v = &x->iov[x->seg];
+		size_t take = v->iov_len - x->seg_got;
+
+		if (take > n)
+			take = n;
+		memcpy((uint8_t *)v->iov_base + x->seg_got, data, take);
+		data += take;
+		n -= take;
+		x->got += take;
+		x->seg_got += take;
+		if (x->seg_got == v->iov_len) {
+			/* Checked bytes: Content-Range and ETag were judged before the first. */
+			if (x->seg_done)
+				x->seg_done(x->seg_userdata, x->seg);
+			x->seg++;
+			x->seg_got = 0;
+		}
+	}
+}
+
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct xfer *x = userdata;
@@ -533,18 +562,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 		if (n > x->len - x->got)
 			return refuse(x, -EPROTO,
 			              "the server sent more than the %zu bytes asked for", x->len);
-		memcpy(x->buf + x->got, data, n);
-		x->got += n;
+		sink_store(x, data, n);
 		return n;
 	case SINK_FULL: {
 		uint64_t from = x->body_seen, to = x->body_seen + n;
 		uint64_t lo = from > x->off ? from : x->off;
 		uint64_t hi = to < x->off + x->len ? to : x->off + x->len;
 
-		if (hi > lo) {
-			memcpy(x->buf + (lo - x->off), data + (lo - from), (size_t)(hi - lo));
-			x->got += (size_t)(hi - lo);
-		}
+		if (hi > lo) /* the slice arrives in order: lo is x->off + x->got */
+			sink_store(x, data + (lo - from), (size_t)(hi - lo));
 		x->body_seen = to;
 		if (x->got == x->len) {
 			x->have_slice = true;
@@ -720,7 +746,7 @@ static int xfer_run(struct blob *b, struct xfer *x, struct blob_attempt *a, stru
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-	if (x->buf && x->len >= (size_t)HTTP_READ_BUFFER)
+	if (x->iov && x->len >= (size_t)HTTP_READ_BUFFER)
 		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, HTTP_READ_BUFFER);
 	/* TLS verification stays on (libcurl's default); only the trust store may change. */
 	if (b->o.ca_bundle)
@@ -890,7 +916,8 @@ static int http_open(struct blob *b, struct blob_attempt *a, struct skr_error *e
 	return 0;
 }
 
-static int http_read(struct blob *b, void *buf, size_t len, uint64_t off, const char *etag,
+static int http_read(struct blob *b, const struct iovec *iov, unsigned iovcnt, size_t len,
+                     uint64_t off, const char *etag, blob_seg_done_fn seg_done, void *seg_userdata,
                      struct blob_attempt *a, struct skr_error *err)
 {
 	struct blob_http *s = b->be_data;
@@ -898,7 +925,10 @@ static int http_read(struct blob *b, void *buf, size_t len, uint64_t off, const 
 	struct xfer x = {
 	        .method = "GET",
 	        .url = s->req_url,
-	        .buf = buf,
+	        .iov = iov,
+	        .iovcnt = iovcnt,
+	        .seg_done = seg_done,
+	        .seg_userdata = seg_userdata,
 	        .len = len,
 	        .off = off,
 	        .expect_etag = etag,

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #include "encfs.h"
@@ -30,13 +31,19 @@ struct blob_attempt {
 	unsigned auth_retries;   /* persists across attempts: token refreshes already done */
 };
 
+/* Buffer @seg of a vectored read is complete (see blob_readv()). */
+typedef void (*blob_seg_done_fn)(void *userdata, unsigned seg);
+
 struct blob_backend {
 	const char *name;
 	/* Fill b->props (size, etag, page_blob; the kind may be refined from the answer). */
 	int (*open)(struct blob *b, struct blob_attempt *a, struct skr_error *err);
-	/* Exactly @len bytes at @off, the blob's ETag being @etag ("" = unconditional): 0, or
-	 * -ESTALE when the blob no longer has that ETag. */
-	int (*read)(struct blob *b, void *buf, size_t len, uint64_t off, const char *etag,
+	/* Exactly @len bytes at @off into the @iovcnt buffers of @iov (their lengths add up to
+	 * @len), the blob's ETag being @etag ("" = unconditional): 0, or -ESTALE when the blob no
+	 * longer has that ETag. @seg_done (may be NULL) is called with the index of each buffer
+	 * once it holds its final, checked bytes, in order, even when the attempt fails later. */
+	int (*read)(struct blob *b, const struct iovec *iov, unsigned iovcnt, size_t len,
+	            uint64_t off, const char *etag, blob_seg_done_fn seg_done, void *seg_userdata,
 	            struct blob_attempt *a, struct skr_error *err);
 	/* Write; on success @etag_out holds the blob's ETag after the write ("" if unknown). */
 	int (*write)(struct blob *b, const void *buf, size_t len, uint64_t off,
@@ -68,6 +75,18 @@ struct blob {
 
 extern const struct blob_backend blob_http_backend;
 extern const struct blob_backend blob_file_backend;
+
+/*
+ * blob_read() into several buffers: the bytes at @off, as many as the @iovcnt buffers of @iov
+ * hold, land in them in order. The block cache fetches a run of consecutive blocks with one
+ * request this way, straight into the blocks' own buffers (no copy through a run buffer).
+ * @seg_done (may be NULL) is called from the calling thread with the index of each buffer as
+ * soon as it holds its final bytes, in order (a reader need not wait for the whole run); such a
+ * buffer is never written again: a retry resumes at the first incomplete one. On failure the
+ * buffers not reported are undefined.
+ */
+int blob_readv(struct blob *b, const struct iovec *iov, unsigned iovcnt, uint64_t off,
+               blob_seg_done_fn seg_done, void *seg_userdata, struct skr_error *err);
 
 /* Effective option values (the documented defaults for 0). */
 unsigned blob_opt_timeout_ms(const struct blob_options *o);

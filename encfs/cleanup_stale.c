@@ -9,6 +9,11 @@
  * verity, before verity), then the loop devices below them. libcryptsetup attaches loop devices
  * with autoclear, so those detach by themselves when their mapping closes; one without autoclear
  * (attached by hand) is detached here.
+ *
+ * The parents of the mount points are often shared with the app container, which can plant
+ * symlinks there: a parent is used only through a descriptor opened without following any
+ * symlink (mount_internal.h), and a parent that is reached through one is skipped with a
+ * warning, so nothing outside it is ever unmounted or removed.
  */
 #include "encfs.h"
 #include "luks_internal.h"
@@ -18,7 +23,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libcryptsetup.h>
-#include <libgen.h>
 #include <libmount.h>
 #include <limits.h>
 #include <linux/loop.h>
@@ -31,7 +35,6 @@
 #include <unistd.h>
 
 #include "cleanup.h"
-#include "fileio.h"
 #include "log.h"
 
 DEFINE_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
@@ -105,22 +108,85 @@ static bool is_below(const char *path, const char *dir)
 	return strncmp(path, dir, n) == 0 && path[n] == '/' && path[n + 1] != '\0';
 }
 
-/* "<parent>/.filesystem-*" for one of @parents. */
-static bool is_hidden_mount(const char *path, const struct str_list *parents)
+/* The parents of the mount points: normalized paths without symlinks, and their descriptors. */
+struct parent_list {
+	struct str_list paths;
+	int *fds;
+};
+
+static void parent_list_clear(struct parent_list *l)
+{
+	for (size_t i = 0; i < l->paths.n; i++)
+		close(l->fds[i]);
+	free(l->fds);
+	str_list_clear(&l->paths);
+	l->fds = NULL;
+}
+
+/*
+ * Add the parent of @mount_point when it exists and no component of it is a symlink. A missing
+ * parent holds nothing of ours; one reached through a symlink cannot hold our mounts either
+ * (encfs_mount_ext4 refuses those), so whatever is there belongs to someone else.
+ */
+static int parent_list_add(struct parent_list *l, const char *mount_point)
+{
+	_cleanup_free_ char *parent = NULL, *name = NULL;
+	struct skr_error e = {0};
+	int fd, *fds;
+
+	if (encfs_path_split(mount_point, "mount point", &parent, &name, &e) < 0) {
+		if (e.code == -ENOMEM)
+			return -ENOMEM;
+		log_warn("stale cleanup: %s; skipped", e.msg);
+		return 0;
+	}
+	for (size_t i = 0; i < l->paths.n; i++)
+		if (strcmp(l->paths.v[i], parent) == 0)
+			return 0;
+	fd = encfs_dir_open_nofollow(parent, false, 0, &e);
+	if (fd == -ENOENT)
+		return 0;
+	if (fd < 0) {
+		log_warn("stale cleanup: the parent of %s: %s; nothing there is touched",
+		         mount_point, e.msg);
+		return 0;
+	}
+	fds = realloc(l->fds, (l->paths.n + 1) * sizeof(*fds));
+	if (!fds) {
+		close(fd);
+		return -ENOMEM;
+	}
+	l->fds = fds;
+	l->fds[l->paths.n] = fd;
+	if (str_list_add(&l->paths, parent) < 0) {
+		close(fd);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * "<parent>/.filesystem-*" for one of @parents: the index of that parent and the name in it
+ * (*@name), or -1.
+ */
+static ssize_t hidden_mount_parent(const char *path, const struct parent_list *parents,
+                                   const char **name)
 {
 	const char *slash = strrchr(path, '/');
 
 	if (!slash || strncmp(slash + 1, HIDDEN_PREFIX, strlen(HIDDEN_PREFIX)) != 0)
-		return false;
-	for (size_t i = 0; i < parents->n; i++) {
-		size_t n = strlen(parents->v[i]);
+		return -1;
+	for (size_t i = 0; i < parents->paths.n; i++) {
+		const char *p = parents->paths.v[i];
+		size_t n = strlen(p);
 
-		if (strcmp(parents->v[i], "/") == 0
-		            ? slash == path
-		            : (size_t)(slash - path) == n && strncmp(path, parents->v[i], n) == 0)
-			return true;
+		if (strcmp(p, "/") == 0 ? slash == path
+		                        : (size_t)(slash - path) == n && strncmp(path, p, n) == 0) {
+			*name = slash + 1;
+			return (ssize_t)i;
+		}
 	}
-	return false;
+	return -1;
 }
 
 /* Deeper paths first, so a mount is removed before the one it sits on. */
@@ -132,7 +198,7 @@ static int cmp_deeper_first(const void *a, const void *b)
 	return lx != ly ? (lx > ly ? -1 : 1) : strcmp(x, y);
 }
 
-static int unmount_stale(const char *work_dir, const struct str_list *parents, unsigned *count,
+static int unmount_stale(const char *work_dir, const struct parent_list *parents, unsigned *count,
                          struct skr_error *err)
 {
 	_cleanup_(mnt_unref_tablep) struct libmnt_table *tb = NULL;
@@ -149,11 +215,12 @@ static int unmount_stale(const char *work_dir, const struct str_list *parents, u
 	if (!tb || !itr)
 		return skr_error_set(err, -EIO, "stale cleanup: cannot read /proc/self/mountinfo");
 	while (mnt_table_next_fs(tb, itr, &fs) == 0) {
-		const char *target = mnt_fs_get_target(fs);
+		const char *target = mnt_fs_get_target(fs), *name;
 
 		if (!target)
 			continue;
-		if ((wd && is_below(target, wd)) || is_hidden_mount(target, parents)) {
+		if ((wd && is_below(target, wd)) ||
+		    hidden_mount_parent(target, parents, &name) >= 0) {
 			if (str_list_add(&found, target) < 0) {
 				str_list_clear(&found);
 				return skr_error_set(err, -ENOMEM, "stale cleanup: out of memory");
@@ -165,8 +232,16 @@ static int unmount_stale(const char *work_dir, const struct str_list *parents, u
 	for (size_t i = 0; i < found.n; i++) {
 		struct skr_error uerr = {0};
 		bool lazy = false;
+		const char *name = NULL;
+		ssize_t p = hidden_mount_parent(found.v[i], parents, &name);
 
-		r = encfs_umount_bounded(found.v[i], STALE_UMOUNT_TIMEOUT_MS, &lazy, &uerr);
+		/* Through the parent's descriptor for hidden mounts; other paths are walked again
+		 * without following symlinks (mountinfo's are symlink-free when it was read). */
+		if (p >= 0)
+			r = encfs_umount_at(parents->fds[p], name, found.v[i],
+			                    STALE_UMOUNT_TIMEOUT_MS, &lazy, &uerr);
+		else
+			r = encfs_umount_bounded(found.v[i], STALE_UMOUNT_TIMEOUT_MS, &lazy, &uerr);
 		if (r == 0)
 			continue; /* gone meanwhile (below one unmounted lazily) */
 		if (r < 0) {
@@ -179,31 +254,95 @@ static int unmount_stale(const char *work_dir, const struct str_list *parents, u
 		         lazy ? " (lazily: busy)" : "");
 		(*count)++;
 		/* The hidden directory was ours; an empty one goes with its mount. */
-		if (is_hidden_mount(found.v[i], parents))
-			rmdir(found.v[i]);
+		if (p >= 0)
+			unlinkat(parents->fds[p], name, AT_REMOVEDIR);
 	}
 	str_list_clear(&found);
 	return ret;
 }
 
-/* Empty "<parent>/.filesystem-*" directories left by a crash between mkdir and mount. */
-static void remove_empty_hidden_dirs(const struct str_list *parents)
+/*
+ * Empty "<parent>/.filesystem-*" directories left by a crash between mkdir and mount. rmdir
+ * relative to the parent's descriptor never follows a symlink planted under such a name.
+ */
+static void remove_empty_hidden_dirs(const struct parent_list *parents)
 {
-	for (size_t i = 0; i < parents->n; i++) {
-		_cleanup_(closedirp) DIR *d = opendir(parents->v[i]);
+	for (size_t i = 0; i < parents->paths.n; i++) {
+		int fd = openat(parents->fds[i], ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		_cleanup_(closedirp) DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
 		struct dirent *de;
 
-		if (!d)
+		if (!d) {
+			if (fd >= 0)
+				close(fd);
 			continue;
-		while ((de = readdir(d))) {
-			_cleanup_free_ char *p = NULL;
-
-			if (strncmp(de->d_name, HIDDEN_PREFIX, strlen(HIDDEN_PREFIX)) != 0)
-				continue;
-			p = path_join(parents->v[i], de->d_name);
-			if (p && rmdir(p) == 0)
-				log_info("stale cleanup: removed the empty directory %s", p);
 		}
+		while ((de = readdir(d))) {
+			if (strncmp(de->d_name, HIDDEN_PREFIX, strlen(HIDDEN_PREFIX)) != 0 ||
+			    (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+				continue;
+			if (unlinkat(parents->fds[i], de->d_name, AT_REMOVEDIR) == 0)
+				log_info("stale cleanup: removed the empty directory %s/%s",
+				         strcmp(parents->paths.v[i], "/") == 0
+				                 ? ""
+				                 : parents->paths.v[i],
+				         de->d_name);
+		}
+	}
+}
+
+/* "<index>": the name filesystem.c gives its directory below the work directory. */
+static bool is_index_name(const char *name)
+{
+	return name[0] && strspn(name, "0123456789") == strlen(name);
+}
+
+/*
+ * Downloads "<work_dir>/<index>/image" and the "<work_dir>/<index>" directories of a crashed run
+ * (FUSE mount points, unmounted above). The pipeline makes that directory afresh and refuses an
+ * existing one, so a leftover would fail every restart at step "blob"; the image is fetched
+ * again anyway. Anything else found there is not ours and stays (and keeps its directory).
+ */
+static void remove_stale_work_dirs(const char *work_dir, unsigned *count)
+{
+	_cleanup_free_ char *wd = canonical(work_dir);
+	_cleanup_(closedirp) DIR *d = NULL;
+	struct dirent *de;
+	int fd;
+
+	if (!wd)
+		return;
+	/* The work directory is the sidecar's own; below it nothing is followed. */
+	fd = open(wd, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d))) {
+		_cleanup_close_ int sub = -1;
+		struct stat st;
+
+		if (!is_index_name(de->d_name))
+			continue;
+		sub = openat(fd, de->d_name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (sub < 0)
+			continue;
+		if (fstatat(sub, "image", &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode)) {
+			if (unlinkat(sub, "image", 0) == 0) {
+				log_info("stale cleanup: removed the download %s/%s/image", wd,
+				         de->d_name);
+				(*count)++;
+			} else {
+				log_warn("stale cleanup: removing %s/%s/image: %s", wd, de->d_name,
+				         skr_strerror(errno));
+			}
+		}
+		if (unlinkat(fd, de->d_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+			log_warn("stale cleanup: %s/%s is left in place: %s", wd, de->d_name,
+			         skr_strerror(errno));
 	}
 }
 
@@ -392,8 +531,8 @@ static int close_stale_mappings(const char *prefix, unsigned *count, struct skr_
 int encfs_cleanup_stale(const char *work_dir, const char *dm_prefix,
                         const char *const *mount_points, size_t n, struct skr_error *err)
 {
-	struct str_list parents = {0};
-	unsigned mounts = 0, mappings = 0;
+	struct parent_list parents = {0};
+	unsigned mounts = 0, mappings = 0, downloads = 0;
 	int r, ret = 0;
 
 	if (!dm_prefix || !*dm_prefix)
@@ -401,14 +540,10 @@ int encfs_cleanup_stale(const char *work_dir, const char *dm_prefix,
 		                     "stale cleanup: an empty device-mapper prefix would match "
 		                     "mappings that are not ours");
 	for (size_t i = 0; i < n; i++) {
-		_cleanup_free_ char *copy = mount_points[i] ? strdup(mount_points[i]) : NULL;
-		_cleanup_free_ char *parent = NULL;
-
-		if (!copy)
+		if (!mount_points[i])
 			continue;
-		parent = canonical(dirname(copy));
-		if (!parent || str_list_add(&parents, parent) < 0) {
-			str_list_clear(&parents);
+		if (parent_list_add(&parents, mount_points[i]) < 0) {
+			parent_list_clear(&parents);
 			return skr_error_set(err, -ENOMEM, "stale cleanup: out of memory");
 		}
 	}
@@ -417,13 +552,18 @@ int encfs_cleanup_stale(const char *work_dir, const char *dm_prefix,
 	if (r < 0)
 		ret = r;
 	remove_empty_hidden_dirs(&parents);
-	str_list_clear(&parents);
+	parent_list_clear(&parents);
 	r = close_stale_mappings(dm_prefix, &mappings, err);
 	if (r < 0 && ret == 0)
 		ret = r;
-	if (mounts || mappings)
-		log_info("stale cleanup: %u mount(s) and %u mapping(s) of an earlier run removed",
-		         mounts, mappings);
+	/* After the mappings: a stale one may still read the download through a loop device. */
+	if (work_dir)
+		remove_stale_work_dirs(work_dir, &downloads);
+	if (mounts || mappings || downloads)
+		log_info("stale cleanup: %u mount(s), %u mapping(s) and %u download(s) of an "
+		         "earlier "
+		         "run removed",
+		         mounts, mappings, downloads);
 	else
 		log_debug("stale cleanup: nothing left from an earlier run");
 	return ret;

@@ -17,6 +17,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -274,6 +275,10 @@ struct encfs_fs_config {
 	const char *dm_prefix; /* mapping names: <prefix><index>-crypt, <prefix><index>-verity */
 	encfs_key_fn key_fn;
 	void *key_userdata;
+	/* Set by another thread to stop a pipeline still running (shutdown): checked between
+	 * steps; what was done is undone and encfs_fs_mount() fails with -ECANCELED. NULL:
+	 * never cancelled. */
+	const atomic_bool *cancel;
 };
 
 struct encfs_fs;

@@ -295,6 +295,17 @@ static int fs_expose(struct encfs_fs *fs, const struct encfs_fs_config *cfg, str
 	return 0;
 }
 
+/* Between steps: a shutdown stops the pipeline here; the caller undoes what was done. */
+static int fs_check_cancel(const struct encfs_fs_config *cfg, enum encfs_step next,
+                           struct skr_error *err)
+{
+	if (!cfg->cancel || !atomic_load(cfg->cancel))
+		return 0;
+	return skr_error_set(err, -ECANCELED,
+	                     "stopped before step %s: the sidecar is shutting down",
+	                     encfs_step_name(next));
+}
+
 static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum encfs_step *step,
                   struct skr_error *err)
 {
@@ -321,6 +332,9 @@ static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum e
 			                        (unsigned long long)size);
 		*step = ENCFS_STEP_BLOB;
 	}
+	r = fs_check_cancel(cfg, ENCFS_STEP_BLOB, err);
+	if (r < 0)
+		return r;
 	r = fs_expose(fs, cfg, err);
 	if (r < 0)
 		return skr_error_prefix(err, "blob: ");
@@ -329,6 +343,9 @@ static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum e
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	*step = ENCFS_STEP_RELEASE;
+	r = fs_check_cancel(cfg, ENCFS_STEP_RELEASE, err);
+	if (r < 0)
+		return r;
 	r = cfg->key_fn(cfg->key_userdata, &passphrase, step, err);
 	if (r >= 0 && (!passphrase || passphrase->len == 0))
 		r = skr_error_set(err, -EPROTO, "the key function returned no passphrase");
@@ -341,6 +358,10 @@ static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum e
 	         ms_since(&t));
 
 	device = fs->image;
+	r = fs_check_cancel(cfg, cfg->verity_root_hash ? ENCFS_STEP_VERITY : ENCFS_STEP_HEADER,
+	                    err);
+	if (r < 0)
+		return r;
 	if (cfg->verity_root_hash) {
 		clock_gettime(CLOCK_MONOTONIC, &t);
 		*step = ENCFS_STEP_VERITY;
@@ -383,6 +404,9 @@ static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum e
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	*step = ENCFS_STEP_MOUNT;
+	r = fs_check_cancel(cfg, ENCFS_STEP_MOUNT, err);
+	if (r < 0)
+		return r;
 	r = encfs_mount_ext4(fs->dm_crypt, fs->target, cfg->read_write, err);
 	if (r < 0)
 		return skr_error_prefix(err, "mount: ");

@@ -28,6 +28,7 @@
 #include <openssl/evp.h>
 
 #include "cleanup.h"
+#include "fileio.h"
 #include "json_util.h"
 #include "ossl.h"
 
@@ -845,30 +846,14 @@ static int image_size_of(int fd, uint64_t *out)
 	return 0;
 }
 
-static int read_at(int fd, uint8_t *buf, size_t len, uint64_t off, size_t *got)
-{
-	*got = 0;
-	while (*got < len) {
-		ssize_t n = pread(fd, buf + *got, len - *got, (off_t)(off + *got));
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		*got += (size_t)n;
-	}
-	return 0;
-}
-
 int luks_header_check_path(const char *path, struct luks_header_info *info, struct skr_error *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	_cleanup_free_ uint8_t *buf = NULL;
 	uint8_t first[BIN_HDR_SIZE];
 	uint64_t image_size, hdr_size;
-	size_t got, want;
+	ssize_t got;
+	size_t want;
 	int r;
 
 	if (fd < 0)
@@ -879,24 +864,26 @@ int luks_header_check_path(const char *path, struct luks_header_info *info, stru
 		return skr_error_set(err, r, "LUKS header: cannot size %s: %s", path,
 		                     r == -EINVAL ? "not a regular file or block device"
 		                                  : skr_strerror(r));
-	r = read_at(fd, first, sizeof(first), 0, &got);
-	if (r < 0)
-		return skr_error_set(err, r, "LUKS header: reading %s: %s", path, skr_strerror(r));
-	if (got < OFF_HDR_SIZE + 8)
-		return luks_header_check(first, got, image_size, info, err);
+	got = pread_full(fd, first, sizeof(first), 0);
+	if (got < 0)
+		return skr_error_set(err, (int)got, "LUKS header: reading %s: %s", path,
+		                     skr_strerror((int)got));
+	if ((size_t)got < OFF_HDR_SIZE + 8)
+		return luks_header_check(first, (size_t)got, image_size, info, err);
 
 	/* Both headers: 2 × hdr_size, the size read from the primary (bounded before use). */
 	hdr_size = be64(first + OFF_HDR_SIZE);
 	if (!hdr_size_valid(hdr_size))
-		return luks_header_check(first, got, image_size, info, err);
+		return luks_header_check(first, (size_t)got, image_size, info, err);
 	want = (size_t)(2 * hdr_size);
 	buf = malloc(want);
 	if (!buf)
 		return skr_error_set(err, -ENOMEM, "LUKS header: out of memory");
-	r = read_at(fd, buf, want, 0, &got);
-	if (r < 0)
-		return skr_error_set(err, r, "LUKS header: reading %s: %s", path, skr_strerror(r));
-	return luks_header_check(buf, got, image_size, info, err);
+	got = pread_full(fd, buf, want, 0);
+	if (got < 0)
+		return skr_error_set(err, (int)got, "LUKS header: reading %s: %s", path,
+		                     skr_strerror((int)got));
+	return luks_header_check(buf, (size_t)got, image_size, info, err);
 }
 
 int luks_header_check_file(const char *path, struct skr_error *err)

@@ -279,6 +279,26 @@ static int unlock_volume_key(struct crypt_device *cd, const char *device,
 	return r; /* the keyslot */
 }
 
+/*
+ * What opening and checking share: @device loaded and its header checked into *@cd, the
+ * volume key @passphrase unlocks into *@vk. The keyslot, or -errno with @err set.
+ */
+static int load_and_unlock(const char *device, const struct secret *passphrase,
+                           struct crypt_log_capture *cap, struct crypt_device **cd,
+                           struct secret **vk, struct skr_error *err)
+{
+	int r;
+
+	luks_log_setup();
+	r = check_passphrase_arg(passphrase, err);
+	if (r < 0)
+		return r;
+	r = load_checked(device, cap, cd, err);
+	if (r < 0)
+		return r;
+	return unlock_volume_key(*cd, device, passphrase, cap, vk, err);
+}
+
 int luks_check_passphrase(const char *device, const struct secret *passphrase,
                           struct skr_error *err)
 {
@@ -287,14 +307,7 @@ int luks_check_passphrase(const char *device, const struct secret *passphrase,
 	struct crypt_log_capture cap = {{0}};
 	int r;
 
-	luks_log_setup();
-	r = check_passphrase_arg(passphrase, err);
-	if (r < 0)
-		return r;
-	r = load_checked(device, &cap, &cd, err);
-	if (r < 0)
-		return r;
-	r = unlock_volume_key(cd, device, passphrase, &cap, &vk, err);
+	r = load_and_unlock(device, passphrase, &cap, &cd, &vk, err);
 	return r < 0 ? r : 0;
 }
 
@@ -310,18 +323,11 @@ int luks_open(const char *device, const char *name, const struct secret *passphr
 	r = check_name(name, err);
 	if (r < 0)
 		return r;
-	luks_log_setup();
-	r = check_passphrase_arg(passphrase, err);
-	if (r < 0)
-		return r;
-	r = load_checked(device, &cap, &cd, err);
-	if (r < 0)
-		return r;
 	if (asprintf(&path, "/dev/mapper/%s", name) < 0) {
 		path = NULL;
 		return skr_error_set(err, -ENOMEM, "LUKS: out of memory");
 	}
-	slot = unlock_volume_key(cd, device, passphrase, &cap, &vk, err);
+	slot = load_and_unlock(device, passphrase, &cap, &cd, &vk, err);
 	if (slot < 0)
 		return slot;
 	/* For a regular file libcryptsetup attaches a loop device with autoclear: it goes away

@@ -4,6 +4,13 @@
  * filesystem is mounted at a hidden sibling first and mount_point becomes a symlink to it in one
  * rename(2), so the app sees either nothing (or the empty directory it started with) or the
  * complete filesystem, never a half-mounted one.
+ *
+ * The parent of mount_point is usually a volume the app container writes too, and the sidecar is
+ * root: every path here is resolved without following symlinks (mount_internal.h), so a link
+ * the app plants there ("/mnt/remote/.filesystem-0" -> "/etc") or swaps in between a check and
+ * its use is refused, never followed. The mount itself goes onto "/proc/self/fd/<fd>" of an O_PATH
+ * descriptor of the directory just checked: mount(2) then lands on exactly that directory, and
+ * libmount (which the kernel's new fsmount API would bypass) still does the mounting.
  */
 #include "encfs.h"
 #include "mount_internal.h"
@@ -11,8 +18,8 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <libmount.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mount.h>
@@ -21,7 +28,6 @@
 
 #include "bytes.h"
 #include "cleanup.h"
-#include "fileio.h"
 #include "log.h"
 
 DEFINE_CLEANUP_FUNC(struct libmnt_context *, mnt_free_context)
@@ -29,24 +35,221 @@ DEFINE_CLEANUP_FUNC(DIR *, closedir)
 
 #define UMOUNT_POLL_MS 100
 #define UNPUBLISH_UMOUNT_TIMEOUT_MS 5000
+/* "/proc/self/fd/<int>/<NAME_MAX bytes>" */
+#define PROC_FD_PATH_MAX (sizeof("/proc/self/fd/") + 12 + NAME_MAX + 1)
 
-/* Whether @path is the root of a mount: its device differs from its parent's. */
-static int is_mount_point(const char *path)
+#define SYMLINK_HINT                                                                               \
+	"refusing to follow it as root (it may have been planted in a directory the app can "      \
+	"write; give a path without symlinks)"
+
+/* ---------------------------------------------------------------------------------------------
+ * Paths without symlinks
+ * ------------------------------------------------------------------------------------------- */
+
+/* The next component of @p (skipping '/'): its start, *@len; NULL at the end. */
+static const char *next_component(const char *p, size_t *len)
 {
-	_cleanup_free_ char *parent = path_join(path, "..");
-	struct stat st, pst;
+	while (*p == '/')
+		p++;
+	if (!*p)
+		return NULL;
+	*len = strcspn(p, "/");
+	return p;
+}
 
-	if (!parent)
-		return -ENOMEM;
-	if (lstat(path, &st) < 0 || stat(parent, &pst) < 0)
+static int check_component(const char *path, const char *c, size_t len, const char *what,
+                           struct skr_error *err)
+{
+	if (len == 2 && c[0] == '.' && c[1] == '.')
+		return skr_error_set(err, -EINVAL,
+		                     "%s %s: \"..\" is not allowed here (give the path without it)",
+		                     what, path);
+	if (len > NAME_MAX)
+		return skr_error_set(err, -ENAMETOOLONG, "%s %s: a component is longer than %d",
+		                     what, path, NAME_MAX);
+	return 0;
+}
+
+int encfs_path_split(const char *path, const char *what, char **parent, char **name,
+                     struct skr_error *err)
+{
+	_cleanup_free_ char *norm = NULL;
+	const char *c;
+	size_t len, n = 0;
+	char *slash;
+	int r;
+
+	*parent = *name = NULL;
+	if (!path || path[0] != '/')
+		return skr_error_set(err, -EINVAL, "%s %s: an absolute path is needed", what,
+		                     path ? path : "(none)");
+	norm = malloc(strlen(path) + 1);
+	if (!norm)
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	for (c = path; (c = next_component(c, &len)); c += len) {
+		if (len == 1 && c[0] == '.')
+			continue;
+		r = check_component(path, c, len, what, err);
+		if (r < 0)
+			return r;
+		norm[n++] = '/';
+		memcpy(norm + n, c, len);
+		n += len;
+	}
+	norm[n] = '\0';
+	if (n == 0)
+		return skr_error_set(err, -EINVAL, "%s %s: the root directory is not allowed here",
+		                     what, path);
+	slash = strrchr(norm, '/');
+	*name = strdup(slash + 1);
+	*parent = slash == norm ? strdup("/") : strndup(norm, (size_t)(slash - norm));
+	if (!*name || !*parent) {
+		free(*name);
+		free(*parent);
+		*parent = *name = NULL;
+		return skr_error_set(err, -ENOMEM, "out of memory");
+	}
+	return 0;
+}
+
+/* Why opening @name in @dir_fd failed with @e: a symlink gets its own, explicit reason. */
+static int open_error(int dir_fd, const char *name, int e, const char *path, size_t path_len,
+                      struct skr_error *err)
+{
+	struct stat st;
+
+	if ((e == ENOTDIR || e == ELOOP) && fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISLNK(st.st_mode))
+		return skr_error_set(err, -ELOOP, "%.*s is a symbolic link; " SYMLINK_HINT,
+		                     (int)path_len, path);
+	if (e == ENOTDIR)
+		return skr_error_set(err, -ENOTDIR, "%.*s is not a directory", (int)path_len, path);
+	return skr_error_set(err, -e, "%.*s: %s", (int)path_len, path, skr_strerror(e));
+}
+
+int encfs_dir_open_nofollow(const char *path, bool create, mode_t mode, struct skr_error *err)
+{
+	_cleanup_close_ int fd = -1;
+	char name[NAME_MAX + 1];
+	const char *c;
+	size_t len;
+	int r;
+
+	if (!path || path[0] != '/')
+		return skr_error_set(err, -EINVAL, "%s: an absolute path is needed",
+		                     path ? path : "(none)");
+	fd = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0)
+		return skr_error_set(err, -errno, "/: %s", skr_strerror(errno));
+	for (c = path; (c = next_component(c, &len)); c += len) {
+		int next;
+
+		if (len == 1 && c[0] == '.')
+			continue;
+		r = check_component(path, c, len, "directory", err);
+		if (r < 0)
+			return r;
+		memcpy(name, c, len);
+		name[len] = '\0';
+		/* O_PATH|O_NOFOLLOW alone would open a symlink itself; O_DIRECTORY refuses it. */
+		next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		if (next < 0 && errno == ENOENT && create) {
+			if (mkdirat(fd, name, mode) < 0 && errno != EEXIST)
+				return skr_error_set(err, -errno, "cannot create %.*s: %s",
+				                     (int)(c + len - path), path,
+				                     skr_strerror(errno));
+			next = openat(fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+		}
+		if (next < 0)
+			return open_error(fd, name, errno, path, (size_t)(c + len - path), err);
+		close(fd);
+		fd = next;
+	}
+	r = fd;
+	fd = -1;
+	return r;
+}
+
+/* "/proc/self/fd/<fd>[/<name>]": the path that reaches exactly what @fd (and @name) names. */
+static int proc_fd_path(char buf[PROC_FD_PATH_MAX], int fd, const char *name, const char *display,
+                        struct skr_error *err)
+{
+	/* Without /proc the magic path would look like a missing file, not like an error. */
+	if (access("/proc/self/fd", X_OK) < 0)
+		return skr_error_set(err, -errno,
+		                     "%s: /proc/self/fd is not available (%s); /proc must be "
+		                     "mounted to mount and unmount without following symlinks",
+		                     display, skr_strerror(errno));
+	snprintf(buf, PROC_FD_PATH_MAX, "/proc/self/fd/%d%s%s", fd, name ? "/" : "",
+	         name ? name : "");
+	return 0;
+}
+
+/* Whether the directory @fd is the root of a mount (@parent_fd is its parent's directory). */
+static int is_mount_root(int fd, int parent_fd)
+{
+	struct statx sx, psx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &sx) < 0)
 		return -errno;
-	return S_ISDIR(st.st_mode) && (st.st_dev != pst.st_dev || st.st_ino == pst.st_ino);
+	if (sx.stx_attributes_mask & STATX_ATTR_MOUNT_ROOT)
+		return !!(sx.stx_attributes & STATX_ATTR_MOUNT_ROOT);
+	/* Older kernels: a different device than the parent's (a bind mount of the same
+	 * filesystem goes unnoticed there). */
+	if (statx(parent_fd, "", AT_EMPTY_PATH, STATX_BASIC_STATS, &psx) < 0)
+		return -errno;
+	return sx.stx_dev_major != psx.stx_dev_major || sx.stx_dev_minor != psx.stx_dev_minor;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Mount
+ * ------------------------------------------------------------------------------------------- */
+
+static int mount_fd(const char *device, int target_fd, const char *target, bool read_write,
+                    struct skr_error *err)
+{
+	_cleanup_(mnt_free_contextp) struct libmnt_context *cxt = NULL;
+	const char *options = read_write ? "rw,nosuid,nodev" : "ro,noload,nosuid,nodev";
+	char path[PROC_FD_PATH_MAX];
+	int r;
+
+	r = proc_fd_path(path, target_fd, NULL, target, err);
+	if (r < 0)
+		return skr_error_prefix(err, "mount: ");
+	cxt = mnt_new_context();
+	if (!cxt)
+		return skr_error_set(err, -ENOMEM, "mount: out of memory");
+	/* Exactly this mount: no /sbin/mount.* helper, no fstab lookup, no path rewriting (the
+	 * magic link must reach mount(2) as it is), no silent read-only fallback when a
+	 * read-write mount fails. */
+	if (mnt_context_disable_helpers(cxt, 1) < 0 ||
+	    mnt_context_disable_canonicalize(cxt, 1) < 0 ||
+	    mnt_context_enable_rwonly_mount(cxt, read_write) < 0 ||
+	    mnt_context_set_source(cxt, device) < 0 || mnt_context_set_target(cxt, path) < 0 ||
+	    mnt_context_set_fstype(cxt, "ext4") < 0 || mnt_context_set_options(cxt, options) < 0)
+		return skr_error_set(err, -ENOMEM, "mount: cannot set up the libmount context");
+	r = mnt_context_mount(cxt);
+	if (r != 0 || mnt_context_get_status(cxt) != 1) {
+		char msg[256] = "";
+		int sys = mnt_context_syscall_called(cxt) ? mnt_context_get_syscall_errno(cxt) : 0;
+
+		mnt_context_get_excode(cxt, r, msg, sizeof(msg));
+		return skr_error_set(err, sys ? -sys : (r < 0 ? r : -EIO),
+		                     "mount: ext4 %s at %s (%s) failed: %s%s", device, target,
+		                     options, msg[0] ? msg : skr_strerror(sys ? sys : r),
+		                     sys == EINVAL
+		                             ? " (not an ext4 filesystem, or a wrong key made it "
+		                               "unreadable?)"
+		                             : "");
+	}
+	log_info("mount: %s mounted at %s (%s)", device, target, options);
+	return 0;
 }
 
 int encfs_mount_ext4(const char *device, const char *target, bool read_write, struct skr_error *err)
 {
-	_cleanup_(mnt_free_contextp) struct libmnt_context *cxt = NULL;
-	const char *options = read_write ? "rw,nosuid,nodev" : "ro,noload,nosuid,nodev";
+	_cleanup_free_ char *parent = NULL, *name = NULL;
+	_cleanup_close_ int parent_fd = -1, fd = -1;
 	bool created = false;
 	struct stat st;
 	int r;
@@ -54,75 +257,95 @@ int encfs_mount_ext4(const char *device, const char *target, bool read_write, st
 	if (!device || !*device || !target || target[0] != '/')
 		return skr_error_set(err, -EINVAL,
 		                     "mount: device and an absolute target are needed");
-	if (lstat(target, &st) < 0) {
+	r = encfs_path_split(target, "mount: target", &parent, &name, err);
+	if (r < 0)
+		return r;
+	parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
+	if (parent_fd < 0)
+		return skr_error_prefix(err, "mount: target %s: ", target);
+
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
 		if (errno != ENOENT)
 			return skr_error_set(err, -errno, "mount: %s: %s", target,
 			                     skr_strerror(errno));
-		r = mkdir_p(target, 0755);
-		if (r < 0)
-			return skr_error_set(err, r, "mount: cannot create %s: %s", target,
-			                     skr_strerror(r));
+		if (mkdirat(parent_fd, name, 0755) < 0)
+			return skr_error_set(err, -errno, "mount: cannot create %s: %s", target,
+			                     skr_strerror(errno));
 		created = true;
+	} else if (S_ISLNK(st.st_mode)) {
+		return skr_error_set(err, -ELOOP, "mount: %s is a symbolic link; " SYMLINK_HINT,
+		                     target);
 	} else if (!S_ISDIR(st.st_mode)) {
 		return skr_error_set(err, -ENOTDIR, "mount: %s exists and is not a directory",
 		                     target);
-	} else if (is_mount_point(target) > 0) {
+	}
+
+	/* From here on the directory is this descriptor, whatever happens to the name. */
+	fd = openat(parent_fd, name, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		r = open_error(parent_fd, name, errno, target, strlen(target), err);
+		skr_error_prefix(err, "mount: %s", created ? "replaced right after mkdir: " : "");
+		created = false; /* what is there now is not the directory made above */
+		goto fail;
+	}
+	if (fstat(fd, &st) < 0) {
+		r = skr_error_set(err, -errno, "mount: %s: %s", target, skr_strerror(errno));
+		goto fail;
+	}
+	if (created && st.st_uid != geteuid()) {
+		/* Someone swapped in a directory of theirs between mkdirat and openat. */
+		r = skr_error_set(err, -EPERM,
+		                  "mount: %s was replaced by a directory owned by uid %u right "
+		                  "after it was created; refusing to mount there",
+		                  target, (unsigned)st.st_uid);
+		created = false; /* not ours to remove */
+		goto fail;
+	}
+	r = is_mount_root(fd, parent_fd);
+	if (r < 0) {
+		r = skr_error_set(err, r, "mount: %s: %s", target, skr_strerror(r));
+		goto fail;
+	}
+	if (r > 0) {
 		/* Mounting over it would stack a second filesystem; a leftover from a crash is for
 		 * encfs_cleanup_stale(). */
-		return skr_error_set(
-		        err, -EBUSY,
-		        "mount: %s is already a mount point (a leftover? stale cleanup "
-		        "unmounts it)",
-		        target);
-	}
-
-	cxt = mnt_new_context();
-	if (!cxt) {
-		r = skr_error_set(err, -ENOMEM, "mount: out of memory");
+		r = skr_error_set(err, -EBUSY,
+		                  "mount: %s is already a mount point (a leftover? stale cleanup "
+		                  "unmounts it)",
+		                  target);
 		goto fail;
 	}
-	/* Exactly this mount: no /sbin/mount.* helper, no fstab lookup, no path rewriting, and no
-	 * silent read-only fallback when a read-write mount fails. */
-	if (mnt_context_disable_helpers(cxt, 1) < 0 ||
-	    mnt_context_disable_canonicalize(cxt, 1) < 0 ||
-	    mnt_context_enable_rwonly_mount(cxt, read_write) < 0 ||
-	    mnt_context_set_source(cxt, device) < 0 || mnt_context_set_target(cxt, target) < 0 ||
-	    mnt_context_set_fstype(cxt, "ext4") < 0 || mnt_context_set_options(cxt, options) < 0) {
-		r = skr_error_set(err, -ENOMEM, "mount: cannot set up the libmount context");
+	r = mount_fd(device, fd, target, read_write, err);
+	if (r < 0)
 		goto fail;
-	}
-	r = mnt_context_mount(cxt);
-	if (r != 0 || mnt_context_get_status(cxt) != 1) {
-		char msg[256] = "";
-		int sys = mnt_context_syscall_called(cxt) ? mnt_context_get_syscall_errno(cxt) : 0;
-
-		mnt_context_get_excode(cxt, r, msg, sizeof(msg));
-		r = skr_error_set(err, sys ? -sys : (r < 0 ? r : -EIO),
-		                  "mount: ext4 %s at %s (%s) failed: %s%s", device, target, options,
-		                  msg[0] ? msg : skr_strerror(sys ? sys : r),
-		                  sys == EINVAL
-		                          ? " (not an ext4 filesystem, or a wrong key made it "
-		                            "unreadable?)"
-		                          : "");
-		goto fail;
-	}
-	log_info("mount: %s mounted at %s (%s)", device, target, options);
 	return 0;
 
 fail:
+	/* rmdir relative to the parent: it never follows a symlink, and a non-empty directory
+	 * (someone else's) stays. */
 	if (created)
-		rmdir(target);
+		unlinkat(parent_fd, name, AT_REMOVEDIR);
 	return r;
 }
 
-/* Whether @dir has no entries besides "." and "..". */
-static int dir_is_empty(const char *dir)
+/* ---------------------------------------------------------------------------------------------
+ * Publication
+ * ------------------------------------------------------------------------------------------- */
+
+/* Whether @name in @dir_fd is a directory with no entries besides "." and "..". */
+static int dir_is_empty_at(int dir_fd, const char *name)
 {
-	_cleanup_(closedirp) DIR *d = opendir(dir);
+	int fd = openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	_cleanup_(closedirp) DIR *d = NULL;
 	struct dirent *de;
 
-	if (!d)
+	if (fd < 0)
 		return -errno;
+	d = fdopendir(fd);
+	if (!d) {
+		close(fd);
+		return -errno;
+	}
 	errno = 0;
 	while ((de = readdir(d)))
 		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
@@ -130,27 +353,23 @@ static int dir_is_empty(const char *dir)
 	return errno ? -errno : 1;
 }
 
-/* The symlink text for @target seen from @mount_point's directory: relative for siblings. */
-static char *link_text(const char *target, const char *mount_point)
+/* The symlink text for @target seen from @mount_parent: relative for siblings. */
+static char *link_text(const char *target, const char *mount_parent)
 {
-	_cleanup_free_ char *t = strdup(target), *m = strdup(mount_point);
-	_cleanup_free_ char *tb = NULL;
+	_cleanup_free_ char *parent = NULL, *name = NULL;
 
-	if (!t || !m)
-		return NULL;
-	tb = strdup(target);
-	if (!tb)
-		return NULL;
-	if (strcmp(dirname(t), dirname(m)) == 0)
-		return strdup(basename(tb));
+	if (target[0] == '/' && encfs_path_split(target, "", &parent, &name, NULL) == 0 &&
+	    strcmp(parent, mount_parent) == 0)
+		return TAKE_PTR(name);
 	return strdup(target);
 }
 
 int encfs_publish(const char *target, const char *mount_point, struct skr_error *err)
 {
-	_cleanup_free_ char *text = NULL, *mp_copy = NULL, *tmp = NULL;
+	_cleanup_free_ char *text = NULL, *parent = NULL, *name = NULL;
+	_cleanup_close_ int parent_fd = -1;
 	static unsigned counter;
-	const char *parent;
+	char tmp[64];
 	bool replace_dir = false;
 	struct stat st;
 	int r;
@@ -158,19 +377,19 @@ int encfs_publish(const char *target, const char *mount_point, struct skr_error 
 	if (!target || !*target || !mount_point || mount_point[0] != '/')
 		return skr_error_set(err, -EINVAL,
 		                     "publish: a target and an absolute mount point are needed");
-	text = link_text(target, mount_point);
-	mp_copy = strdup(mount_point);
-	if (!text || !mp_copy)
-		return skr_error_set(err, -ENOMEM, "publish: out of memory");
-	parent = dirname(mp_copy);
-	r = mkdir_p(parent, 0755);
+	r = encfs_path_split(mount_point, "publish: mount point", &parent, &name, err);
 	if (r < 0)
-		return skr_error_set(err, r, "publish: cannot create %s: %s", parent,
-		                     skr_strerror(r));
+		return r;
+	text = link_text(target, parent);
+	if (!text)
+		return skr_error_set(err, -ENOMEM, "publish: out of memory");
+	parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
+	if (parent_fd < 0)
+		return skr_error_prefix(err, "publish: mount point %s: ", mount_point);
 
-	if (lstat(mount_point, &st) == 0) {
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISDIR(st.st_mode)) {
-			r = dir_is_empty(mount_point);
+			r = dir_is_empty_at(parent_fd, name);
 			if (r < 0)
 				return skr_error_set(err, r, "publish: cannot read %s: %s",
 				                     mount_point, skr_strerror(r));
@@ -183,6 +402,7 @@ int encfs_publish(const char *target, const char *mount_point, struct skr_error 
 				        mount_point);
 			replace_dir = true;
 		} else if (!S_ISLNK(st.st_mode)) {
+			/* A symlink there is replaced (never followed): rename(2) swaps names. */
 			return skr_error_set(err, -EEXIST,
 			                     "publish: %s exists and is neither a directory nor a "
 			                     "symlink; refusing to replace it",
@@ -194,27 +414,23 @@ int encfs_publish(const char *target, const char *mount_point, struct skr_error 
 	}
 
 	for (int attempt = 0;; attempt++) {
-		free(tmp);
-		if (asprintf(&tmp, "%s/.publish-%d-%u", parent, (int)getpid(),
-		             __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED)) < 0) {
-			tmp = NULL;
-			return skr_error_set(err, -ENOMEM, "publish: out of memory");
-		}
-		if (symlink(text, tmp) == 0)
+		snprintf(tmp, sizeof(tmp), ".publish-%d-%u", (int)getpid(),
+		         __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED));
+		if (symlinkat(text, parent_fd, tmp) == 0)
 			break;
 		if (errno != EEXIST || attempt == 10)
-			return skr_error_set(err, -errno, "publish: cannot create symlink %s: %s",
+			return skr_error_set(err, -errno,
+			                     "publish: cannot create symlink %s/%s: %s", parent,
 			                     tmp, skr_strerror(errno));
 	}
 
 	if (replace_dir) {
 		/* Swap the empty directory and the symlink in one step, then drop the directory. */
-		if (renameat2(AT_FDCWD, tmp, AT_FDCWD, mount_point, RENAME_EXCHANGE) == 0) {
-			if (rmdir(tmp) < 0)
+		if (renameat2(parent_fd, tmp, parent_fd, name, RENAME_EXCHANGE) == 0) {
+			if (unlinkat(parent_fd, tmp, AT_REMOVEDIR) < 0)
 				log_warn("publish: the directory that was at %s could not be "
-				         "removed "
-				         "from %s: %s",
-				         mount_point, tmp, skr_strerror(errno));
+				         "removed from %s/%s: %s",
+				         mount_point, parent, tmp, skr_strerror(errno));
 			goto done;
 		}
 		if (errno != EINVAL && errno != ENOSYS) {
@@ -222,12 +438,12 @@ int encfs_publish(const char *target, const char *mount_point, struct skr_error 
 			goto fail;
 		}
 		/* A filesystem without RENAME_EXCHANGE: the empty directory goes first. */
-		if (rmdir(mount_point) < 0 && errno != ENOENT) {
+		if (unlinkat(parent_fd, name, AT_REMOVEDIR) < 0 && errno != ENOENT) {
 			r = -errno;
 			goto fail;
 		}
 	}
-	if (rename(tmp, mount_point) < 0) {
+	if (renameat(parent_fd, tmp, parent_fd, name) < 0) {
 		r = -errno;
 		goto fail;
 	}
@@ -236,24 +452,38 @@ done:
 	return 0;
 
 fail:
-	unlink(tmp);
+	unlinkat(parent_fd, tmp, 0);
 	return skr_error_set(err, r, "publish: cannot replace %s with a symlink to %s: %s",
 	                     mount_point, text, skr_strerror(r));
 }
 
-int encfs_umount_bounded(const char *path, unsigned timeout_ms, bool *lazy, struct skr_error *err)
+/* ---------------------------------------------------------------------------------------------
+ * Unmount and unpublish
+ * ------------------------------------------------------------------------------------------- */
+
+int encfs_umount_at(int dir_fd, const char *name, const char *display, unsigned timeout_ms,
+                    bool *lazy, struct skr_error *err)
 {
+	char path[PROC_FD_PATH_MAX];
 	unsigned waited = 0;
+	int r;
 
 	if (lazy)
 		*lazy = false;
+	if (strlen(name) > NAME_MAX || strchr(name, '/'))
+		return skr_error_set(err, -EINVAL, "unmount %s: not a single path component",
+		                     display);
+	r = proc_fd_path(path, dir_fd, name, display, err);
+	if (r < 0)
+		return skr_error_prefix(err, "unmount: ");
+	/* The magic link reaches @dir_fd's directory itself; UMOUNT_NOFOLLOW covers @name. */
 	for (;;) {
 		if (umount2(path, UMOUNT_NOFOLLOW) == 0)
 			return 1;
 		if (errno == EINVAL || errno == ENOENT)
 			return 0; /* not (or no longer) a mount point */
 		if (errno != EBUSY)
-			return skr_error_set(err, -errno, "unmount %s: %s", path,
+			return skr_error_set(err, -errno, "unmount %s: %s", display,
 			                     skr_strerror(errno));
 		if (waited >= timeout_ms)
 			break;
@@ -262,53 +492,107 @@ int encfs_umount_bounded(const char *path, unsigned timeout_ms, bool *lazy, stru
 	}
 	/* Still in use (an app holding a file open): detach now, the kernel finishes later. */
 	if (umount2(path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0 && errno != EINVAL)
-		return skr_error_set(err, -errno, "unmount %s (lazy): %s", path,
+		return skr_error_set(err, -errno, "unmount %s (lazy): %s", display,
 		                     skr_strerror(errno));
-	log_warn("unmount: %s was busy for %u ms, detached lazily", path, timeout_ms);
+	log_warn("unmount: %s was busy for %u ms, detached lazily", display, timeout_ms);
 	if (lazy)
 		*lazy = true;
 	return 1;
 }
 
-int encfs_unpublish(const char *target, const char *mount_point, struct skr_error *err)
+int encfs_umount_bounded(const char *path, unsigned timeout_ms, bool *lazy, struct skr_error *err)
 {
-	_cleanup_free_ char *text = NULL;
-	char current[4096];
+	_cleanup_free_ char *parent = NULL, *name = NULL;
+	_cleanup_close_ int parent_fd = -1;
+	int r;
+
+	if (lazy)
+		*lazy = false;
+	r = encfs_path_split(path, "unmount", &parent, &name, err);
+	if (r < 0)
+		return r;
+	parent_fd = encfs_dir_open_nofollow(parent, false, 0, err);
+	if (parent_fd == -ENOENT) {
+		skr_error_clear(err);
+		return 0; /* nothing there to unmount */
+	}
+	if (parent_fd < 0)
+		return skr_error_prefix(err, "unmount %s: ", path);
+	return encfs_umount_at(parent_fd, name, path, timeout_ms, lazy, err);
+}
+
+/* Remove @name in @parent_fd when it is our symlink (its text is @text or @target). */
+static int unlink_our_symlink(int parent_fd, const char *name, const char *mount_point,
+                              const char *text, const char *target, struct skr_error *err)
+{
+	char current[PATH_MAX];
 	struct stat st;
 	ssize_t n;
+
+	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISLNK(st.st_mode))
+		return 0;
+	n = readlinkat(parent_fd, name, current, sizeof(current) - 1);
+	if (n < 0)
+		return 0;
+	current[n] = '\0';
+	if (strcmp(current, text) != 0 && strcmp(current, target) != 0) {
+		log_warn("unpublish: %s points at %s, not at %s: left in place", mount_point,
+		         current, text);
+		return 0;
+	}
+	if (unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT)
+		return skr_error_set(err, -errno, "unpublish: removing %s: %s", mount_point,
+		                     skr_strerror(errno));
+	return 0;
+}
+
+int encfs_unpublish(const char *target, const char *mount_point, struct skr_error *err)
+{
+	_cleanup_free_ char *text = NULL, *mparent = NULL, *mname = NULL;
+	_cleanup_free_ char *tparent = NULL, *tname = NULL;
+	_cleanup_close_ int mparent_fd = -1, tparent_fd = -1;
 	int r, ret = 0;
 
 	if (!target || !*target || !mount_point || !*mount_point)
 		return skr_error_set(err, -EINVAL,
 		                     "unpublish: a target and a mount point are needed");
-	text = link_text(target, mount_point);
+	r = encfs_path_split(target, "unpublish: target", &tparent, &tname, err);
+	if (r < 0)
+		return r;
+	r = encfs_path_split(mount_point, "unpublish: mount point", &mparent, &mname, err);
+	if (r < 0)
+		return r;
+	text = link_text(target, mparent);
 	if (!text)
 		return skr_error_set(err, -ENOMEM, "unpublish: out of memory");
 
 	/* The symlink first: the app then sees the path vanish, never an empty directory. Only
-	 * ours is removed; someone else's symlink or directory there is left alone. */
-	if (lstat(mount_point, &st) == 0 && S_ISLNK(st.st_mode)) {
-		n = readlink(mount_point, current, sizeof(current) - 1);
-		if (n >= 0) {
-			current[n] = '\0';
-			if (strcmp(current, text) == 0 || strcmp(current, target) == 0) {
-				if (unlink(mount_point) < 0 && errno != ENOENT)
-					ret = skr_error_set(err, -errno,
-					                    "unpublish: removing %s: %s",
-					                    mount_point, skr_strerror(errno));
-			} else {
-				log_warn("unpublish: %s points at %s, not at %s: left in place",
-				         mount_point, current, text);
-			}
-		}
-	}
+	 * ours is removed; someone else's symlink or directory there is left alone, and so is
+	 * anything reached through a symlink in the parent. */
+	mparent_fd = encfs_dir_open_nofollow(mparent, false, 0, err);
+	if (mparent_fd >= 0)
+		ret = unlink_our_symlink(mparent_fd, mname, mount_point, text, target, err);
+	else if (mparent_fd == -ENOENT)
+		skr_error_clear(err);
+	else
+		ret = skr_error_prefix(err, "unpublish: mount point %s: ", mount_point);
 
-	r = encfs_umount_bounded(target, UNPUBLISH_UMOUNT_TIMEOUT_MS, NULL, err);
+	tparent_fd = encfs_dir_open_nofollow(tparent, false, 0, err);
+	if (tparent_fd == -ENOENT) {
+		if (ret == 0)
+			skr_error_clear(err);
+		return ret;
+	}
+	if (tparent_fd < 0) {
+		r = skr_error_prefix(err, "unpublish: target %s: ", target);
+		return ret < 0 ? ret : r;
+	}
+	r = encfs_umount_at(tparent_fd, tname, target, UNPUBLISH_UMOUNT_TIMEOUT_MS, NULL, err);
 	if (r < 0)
 		return ret < 0 ? ret : r;
 	if (r > 0)
 		log_info("unpublish: %s unmounted", target);
-	if (rmdir(target) < 0 && errno != ENOENT) {
+	if (unlinkat(tparent_fd, tname, AT_REMOVEDIR) < 0 && errno != ENOENT) {
 		r = skr_error_set(err, -errno, "unpublish: removing %s: %s", target,
 		                  skr_strerror(errno));
 		return ret < 0 ? ret : r;

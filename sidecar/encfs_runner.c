@@ -6,6 +6,7 @@
 #include "encfs_runner.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,7 @@ struct sidecar_encfs_runner {
 	void (*done_fn)(void *userdata);
 	void *done_userdata;
 
+	atomic_bool stopping; /* cancels pipelines still running (encfs_fs_config.cancel) */
 	pthread_mutex_t lock;
 	pthread_cond_t cond; /* a pipeline finished */
 	size_t n, n_done, n_failed;
@@ -288,6 +290,7 @@ static void fs_config(struct runner_fs *f, struct encfs_fs_config *out)
 	        .dm_prefix = r->dm_prefix,
 	        .key_fn = runner_key,
 	        .key_userdata = f,
+	        .cancel = &r->stopping,
 	};
 }
 
@@ -416,6 +419,7 @@ int sidecar_encfs_runner_start(const struct sidecar_encfs_runner_options *o,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return skr_error_set(err, -ENOMEM, "filesystems: out of memory");
+	atomic_init(&r->stopping, false);
 	pthread_mutex_init(&r->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -535,18 +539,24 @@ int sidecar_encfs_runner_stop(struct sidecar_encfs_runner *r, unsigned timeout_m
 		timeout_ms = SIDECAR_UNMOUNT_TIMEOUT_MS;
 	deadline = now_ms() + timeout_ms;
 
-	/* Pipelines still running cannot be interrupted safely: wait for them, bounded. */
-	if (sidecar_encfs_runner_wait(r, timeout_ms) < 0) {
+	/*
+	 * Pipelines still running stop at their next step and undo what they did; a step itself
+	 * (a release, a blob retry) is not interrupted, so the wait is bounded by half the budget
+	 * and the unmounts keep the other half.
+	 */
+	atomic_store(&r->stopping, true);
+	if (sidecar_encfs_runner_wait(r, timeout_ms / 2) < 0) {
 		pthread_mutex_lock(&r->lock);
 		for (size_t i = 0; i < r->n; i++)
 			if (!r->fs[i].done)
 				log_error(
 				        "filesystem %zu (%s): still mounting after %u ms; exiting "
 				        "without it (the next start cleans up)",
-				        i, r->fs[i].conf->mount_point, timeout_ms);
+				        i, r->fs[i].conf->mount_point, timeout_ms / 2);
 		pthread_mutex_unlock(&r->lock);
 		return skr_error_set(err, -ETIMEDOUT,
-		                     "filesystems: a pipeline still runs after %u ms", timeout_ms);
+		                     "filesystems: a pipeline still runs after %u ms",
+		                     timeout_ms / 2);
 	}
 	for (size_t i = 0; i < r->n; i++)
 		if (r->fs[i].started)

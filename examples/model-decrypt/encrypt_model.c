@@ -242,23 +242,6 @@ static int derive_from_rsa(const struct options *o, struct secret **out)
 	return r;
 }
 
-static int write_all(int fd, const void *buf, size_t len)
-{
-	const uint8_t *p = buf;
-
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Stream @in_fd through AES-256-GCM into @out_fd; the plaintext size in *@total. */
 static int encrypt_stream(int in_fd, int out_fd, const struct secret *key, uint64_t *total)
 {
@@ -276,7 +259,7 @@ static int encrypt_stream(int in_fd, int out_fd, const struct secret *key, uint6
 	if (EVP_EncryptInit_ex2(ctx, EVP_aes_256_gcm(), key->data, h.nonce, NULL) != 1 ||
 	    EVP_EncryptUpdate(ctx, NULL, &outl, header, sizeof(header)) != 1)
 		return -EIO;
-	r = write_all(out_fd, header, sizeof(header));
+	r = write_full(out_fd, header, sizeof(header));
 	if (r < 0)
 		return r;
 	*total = 0;
@@ -291,7 +274,7 @@ static int encrypt_stream(int in_fd, int out_fd, const struct secret *key, uint6
 			break;
 		if (EVP_EncryptUpdate(ctx, out, &outl, in, (int)n) != 1)
 			return -EIO;
-		r = write_all(out_fd, out, (size_t)outl);
+		r = write_full(out_fd, out, (size_t)outl);
 		if (r < 0)
 			return r;
 		*total += (uint64_t)n;
@@ -303,7 +286,7 @@ static int encrypt_stream(int in_fd, int out_fd, const struct secret *key, uint6
 	if (EVP_EncryptFinal_ex(ctx, out, &outl) != 1 ||
 	    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, sizeof(tag), tag) != 1)
 		return -EIO;
-	return write_all(out_fd, tag, sizeof(tag));
+	return write_full(out_fd, tag, sizeof(tag));
 }
 
 static void print_summary(const struct options *o, uint64_t bytes, const struct secret *key)

@@ -33,6 +33,7 @@
 
 #include "b64.h"
 #include "cleanup.h"
+#include "fileio.h"
 #include "model_crypto.h"
 #include "ossl.h"
 #include "secret.h"
@@ -353,24 +354,6 @@ out:
 	erase_json_string(key);
 	secret_free(b.buf);
 	return r;
-}
-
-static ssize_t read_full(int fd, void *buf, size_t len)
-{
-	size_t done = 0;
-
-	while (done < len) {
-		ssize_t n = read(fd, (uint8_t *)buf + done, len - done);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (ssize_t)done;
 }
 
 /*

@@ -170,6 +170,8 @@ def string_macros(files):
     macros = {}
     for path in files:
         src = strip_comments(open(path, encoding="utf-8").read())
+        # a definition continued over lines with backslashes is one logical line
+        src = re.sub(r'\\\n', ' ', src)
         for m in re.finditer(r'^[ \t]*#[ \t]*define[ \t]+(\w+)[ \t]+((?:"(?:[^"\\\n]|\\.)*"[ \t]*)+)$',
                              src, re.M):
             lits = re.findall(r'"((?:[^"\\\n]|\\.)*)"', m.group(2))

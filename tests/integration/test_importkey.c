@@ -126,23 +126,10 @@ static char *http_get(const char *url, const char *const *headers, long *status)
 /* A vault token from devcloud's IMDS, the way an operator would get one with curl. */
 static char *imds_token(void)
 {
-	static const char *headers[] = {"Metadata: true", NULL};
-	_cleanup_free_ char *body = NULL;
-	_cleanup_json_ json_object *root = NULL;
-	json_object *t;
-	char url[300];
-	long status = 0;
+	char *token = test_devcloud_vault_token(&dc);
 
-	snprintf(url, sizeof(url),
-	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc.imds,
-	         "https%3A%2F%2Fvault.azure.net");
-	body = http_get(url, headers, &status);
-	assert_non_null(body);
-	assert_int_equal(status, 200);
-	root = json_tokener_parse(body);
-	assert_non_null(root);
-	assert_true(json_object_object_get_ex(root, "access_token", &t));
-	return strdup(json_object_get_string(t));
+	assert_non_null(token);
+	return token;
 }
 
 /* The key's release_policy object as the vault returns it (GET /keys/{name}). */

@@ -589,21 +589,15 @@ int test_azurite_put_block_blob(const struct test_azurite *az, const char *conta
 }
 
 /* pread exactly @len bytes at @off. */
-static int pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+static int read_exactly(int fd, uint8_t *buf, size_t len, uint64_t off)
 {
-	while (len > 0) {
-		ssize_t k = pread(fd, buf, len, (off_t)off);
+	ssize_t n = pread_full(fd, buf, len, (off_t)off);
 
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0) {
-			fprintf(stderr, "test_azurite: read at %llu: %s\n", (unsigned long long)off,
-			        k < 0 ? strerror(errno) : "unexpected end of file");
-			return -1;
-		}
-		buf += k, len -= (size_t)k, off += (uint64_t)k;
-	}
-	return 0;
+	if (n == (ssize_t)len)
+		return 0;
+	fprintf(stderr, "test_azurite: read at %llu: %s\n", (unsigned long long)off,
+	        n < 0 ? strerror((int)-n) : "unexpected end of file");
+	return -1;
 }
 
 int test_azurite_put_block_blob_fd(const struct test_azurite *az, const char *container,
@@ -615,14 +609,14 @@ int test_azurite_put_block_blob_fd(const struct test_azurite *az, const char *co
 	if (!buf)
 		return -1;
 	if (size <= SINGLE_PUT_MAX) {
-		if (pread_full(fd, buf, (size_t)size, 0) < 0)
+		if (read_exactly(fd, buf, (size_t)size, 0) < 0)
 			return -1;
 		return put_blob(az, container, blob, buf, (size_t)size);
 	}
 	for (uint64_t off = 0; off < size; off += BLOCK_SIZE, n++) {
 		size_t len = size - off < BLOCK_SIZE ? (size_t)(size - off) : BLOCK_SIZE;
 
-		if (pread_full(fd, buf, len, off) < 0 ||
+		if (read_exactly(fd, buf, len, off) < 0 ||
 		    put_block(az, container, blob, n, buf, len) < 0)
 			return -1;
 	}

@@ -8,10 +8,14 @@
 
 #include <json-c/json.h>
 
+#include "b64.h"
 #include "cleanup.h"
 #include "fileio.h"
 #include "ossl.h"
+#include "secret.h"
+#include "skr.h"
 #include "test_devcloud.h"
+#include "test_http_client.h"
 #include "test_proc.h"
 
 #define ARGS_MAX 64
@@ -176,4 +180,81 @@ int test_devcloud_stop(struct test_devcloud *dc)
 void test_devcloud_kill(struct test_devcloud *dc)
 {
 	test_proc_kill(&dc->pid);
+}
+
+char *test_devcloud_vault_token(const struct test_devcloud *dc)
+{
+	static const char *const headers[] = {"Metadata: true", NULL};
+	struct test_http_client_response r = {0};
+	_cleanup_json_ json_object *root = NULL;
+	json_object *t;
+	char url[300];
+	char *token = NULL;
+
+	snprintf(url, sizeof(url),
+	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc->imds,
+	         "https%3A%2F%2Fvault.azure.net");
+	test_http_client_request(&(struct test_http_client_request){.method = "GET",
+	                                                            .url = url,
+	                                                            .ca_bundle = dc->ca,
+	                                                            .headers = headers,
+	                                                            .timeout_s = 60},
+	                         &r);
+	if (r.status == 200)
+		root = json_tokener_parse(r.body);
+	if (root && json_object_object_get_ex(root, "access_token", &t))
+		token = strdup(json_object_get_string(t));
+	if (!token)
+		fprintf(stderr, "IMDS vault token: HTTP %ld %s\n", r.status, r.body ? r.body : "");
+	test_http_client_response_clear(&r);
+	return token;
+}
+
+int test_devcloud_import_oct_key(const struct test_devcloud *dc, const char *name,
+                                 const uint8_t *key, size_t key_len, const char *host_hex)
+{
+	_cleanup_free_ char *policy = NULL, *kid = NULL, *k = NULL, *jwk = NULL, *claims = NULL;
+	_cleanup_free_ char *token = test_devcloud_vault_token(dc);
+	struct skr_akv_import imp;
+	struct skr_error err = {0};
+	int r = -1;
+
+	if (!token || b64_encode(key, key_len, B64_URL_NOPAD, &k) < 0 ||
+	    asprintf(&claims,
+	             "[[{\"claim\": \"x-ms-sevsnpvm-hostdata\", \"equals\": \"%s\"},"
+	             " {\"claim\": \"x-ms-sevsnpvm-is-debuggable\", \"equals\": \"false\"}]]",
+	             host_hex) < 0 ||
+	    asprintf(&jwk,
+	             "{\"kty\":\"oct-HSM\",\"key_ops\":[\"wrapKey\",\"unwrapKey\"],\"k\":\"%s\","
+	             "\"key_size\":%zu}",
+	             k, key_len * 8) < 0) {
+		fprintf(stderr, "import %s: no vault token or out of memory\n", name);
+		goto out;
+	}
+	if (skr_policy_build(dc->attest, claims, strlen(claims), &policy, &err) < 0) {
+		fprintf(stderr, "import %s: policy: %s\n", name, err.msg);
+		goto out;
+	}
+	imp = (struct skr_akv_import){
+	        .endpoint = dc->kv,
+	        .name = name,
+	        .jwk_json = jwk,
+	        .jwk_len = strlen(jwk),
+	        .hsm = true,
+	        .policy_json = policy,
+	        .exportable = true,
+	        .bearer_token = token,
+	        .ca_bundle = dc->ca,
+	};
+	if (skr_akv_import_key(&imp, &kid, &err) < 0) {
+		fprintf(stderr, "import %s: %s\n", name, err.msg);
+		goto out;
+	}
+	r = 0;
+out:
+	if (jwk)
+		secure_erase(jwk, strlen(jwk));
+	if (k)
+		secure_erase(k, strlen(k));
+	return r;
 }

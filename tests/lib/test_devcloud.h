@@ -8,6 +8,8 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct test_devcloud {
@@ -55,6 +57,20 @@ int test_devcloud_serve(struct test_devcloud *dc, const char *const *serve_args)
  * a count of a missing log would compare equal to itself.
  */
 size_t test_devcloud_log_count(const struct test_devcloud *dc, const char *needle);
+
+/*
+ * A key vault token from @dc's IMDS (resource https://vault.azure.net), the way an operator
+ * fetches one; malloc'ed, or NULL after saying why.
+ */
+char *test_devcloud_vault_token(const struct test_devcloud *dc);
+
+/*
+ * Import @key (@key_len bytes) into @dc's key vault as the exportable oct-HSM key @name with
+ * importkey's release policy: HOST_DATA equals @host_hex, not debuggable. 0, or -1 after
+ * saying why.
+ */
+int test_devcloud_import_oct_key(const struct test_devcloud *dc, const char *name,
+                                 const uint8_t *key, size_t key_len, const char *host_hex);
 
 /* SIGTERM: its exit code (0 is a clean stop), -1 if a signal ended it, -ETIMEDOUT after 10 s. */
 int test_devcloud_stop(struct test_devcloud *dc);

@@ -188,3 +188,19 @@ void test_proc_result_clear(struct test_proc_result *res)
 	free(res->err);
 	memset(res, 0, sizeof(*res));
 }
+
+const char *test_proc_tool(const char *name)
+{
+	static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
+	static char buf[8][256];
+	static unsigned next;
+	char *b = buf[next++ % 8];
+
+	for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+		snprintf(b, 256, "%s/%s", dirs[i], name);
+		if (access(b, X_OK) == 0)
+			return b;
+	}
+	fprintf(stderr, "%s is not installed\n", name);
+	return NULL;
+}

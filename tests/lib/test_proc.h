@@ -55,3 +55,10 @@ struct test_proc_result {
 int test_proc_run(const char *const *argv, const char *cwd, struct test_proc_result *res);
 
 void test_proc_result_clear(struct test_proc_result *res);
+
+/*
+ * The full path of the system tool @name (e2fsprogs, cryptsetup...) in /usr/sbin, /sbin,
+ * /usr/bin or /bin: test_proc_run() does not search PATH. One of 8 rotating buffers, so one
+ * command line may name several tools; NULL after saying that it is not installed.
+ */
+const char *test_proc_tool(const char *name);

@@ -9,10 +9,9 @@
  * no symlink or hidden mount beside the mount point), and no file below the test directory
  * holds the key bytes.
  */
-#include <dirent.h>
 #include <errno.h>
+#include <stdatomic.h>
 #include <fcntl.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,13 +32,12 @@
 #include "log.h"
 #include "secret.h"
 #include "skr.h"
+#include "test_encfs.h"
 #include "test_fs.h"
 #include "test_http_server.h"
-#include "test_proc.h"
+#include "test_log.h"
 
 #define KEY_LEN 32
-/* e2fsprogs (Debian: /usr/sbin, also /sbin through the merged /usr) */
-#define MKFS_EXT4 "/usr/sbin/mkfs.ext4"
 #define LUKS_IMAGE_SIZE (24u << 20) /* 16 MiB of LUKS2 metadata + 8 MiB of data */
 #define EXT4_IMAGE_SIZE (8u << 20)
 #define FILE_TEXT "hello from an encrypted filesystem\n"
@@ -51,70 +49,20 @@ static uint8_t right_key[KEY_LEN], wrong_key[KEY_LEN];
 static bool have_dm;
 
 /* ---------------------------------------------------------------------------------------------
- * Log capture
- * ------------------------------------------------------------------------------------------- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[65536];
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	size_t used;
-
-	(void)userdata;
-	pthread_mutex_lock(&log_lock);
-	used = strlen(logbuf);
-	snprintf(logbuf + used, sizeof(logbuf) - used, "%s: %s\n", log_level_name(level), msg);
-	pthread_mutex_unlock(&log_lock);
-}
-
-static void log_reset(void)
-{
-	pthread_mutex_lock(&log_lock);
-	logbuf[0] = '\0';
-	pthread_mutex_unlock(&log_lock);
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Images
  * ------------------------------------------------------------------------------------------- */
 
-static int run(const char *const *argv)
-{
-	struct test_proc_result res = {0};
-	int r = test_proc_run(argv, NULL, &res);
-
-	if (r == 0 && res.status != 0) {
-		fprintf(stderr, "%s failed (%d): %s%s\n", argv[0], res.status, res.out, res.err);
-		r = -1;
-	}
-	test_proc_result_clear(&res);
-	return r;
-}
-
-static int make_file(const char *path, uint64_t size)
-{
-	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-	int r = fd < 0 || ftruncate(fd, (off_t)size) < 0 ? -1 : 0;
-
-	if (fd >= 0)
-		close(fd);
-	return r;
-}
-
-/* An ext4 filesystem holding hello.txt, in @path (4096-byte blocks, as dm-verity wants). */
+/* An ext4 filesystem holding hello.txt, in @path. */
 static int make_ext4(const char *path, uint64_t size)
 {
 	char src[700], file[800];
-	const char *const argv[] = {MKFS_EXT4, "-q", "-F", "-b", "4096", "-d", src, path, NULL};
 
 	snprintf(src, sizeof(src), "%s/ext4-src", tmpdir);
 	snprintf(file, sizeof(file), "%s/hello.txt", src);
 	if ((mkdir(src, 0700) < 0 && errno != EEXIST) ||
-	    write_file_atomic(file, FILE_TEXT, strlen(FILE_TEXT), 0644) < 0 ||
-	    make_file(path, size) < 0)
+	    write_file_atomic(file, FILE_TEXT, strlen(FILE_TEXT), 0644) < 0)
 		return -1;
-	return run(argv);
+	return test_encfs_make_ext4(path, size, src);
 }
 
 /* Where device-mapper exists: an ext4 filesystem written through the mapping into @path. */
@@ -158,52 +106,15 @@ static int fill_luks(const char *path, const uint8_t *key)
  */
 static int make_luks(const char *path, const uint8_t *key)
 {
-	struct crypt_device *cd = NULL;
-	struct crypt_pbkdf_type pbkdf = {
-	        .type = CRYPT_KDF_PBKDF2,
-	        .hash = "sha256",
-	        .iterations = 1000,
-	        .flags = CRYPT_PBKDF_NO_BENCHMARK,
-	};
-	struct crypt_params_luks2 params = {.sector_size = 4096};
-	int r;
-
-	if (make_file(path, LUKS_IMAGE_SIZE) < 0)
+	if (test_encfs_make_luks(path, LUKS_IMAGE_SIZE, key, KEY_LEN) < 0)
 		return -1;
-	r = crypt_init(&cd, path);
-	if (r == 0)
-		r = crypt_set_pbkdf_type(cd, &pbkdf);
-	if (r == 0)
-		r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params);
-	if (r == 0)
-		r = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, (const char *)key,
-		                                    KEY_LEN);
-	crypt_free(cd);
-	if (r < 0) {
-		fprintf(stderr, "LUKS format of %s: %s\n", path, strerror(-r));
-		return -1;
-	}
 	return have_dm ? fill_luks(path, key) : 0;
-}
-
-/*
- * Whether the kernel has device-mapper: /proc/misc lists it. /dev/mapper/control alone says
- * nothing (a container's /dev may have the node without the driver).
- */
-static bool kernel_has_dm(void)
-{
-	_cleanup_free_ char *misc = NULL;
-	size_t len;
-
-	return read_file("/proc/misc", 1 << 16, &misc, &len) == 0 &&
-	       strstr(misc, " device-mapper\n") != NULL;
 }
 
 static int group_setup(void **state)
 {
 	(void)state;
-	log_set_sink(capture, NULL);
-	log_set_level(LOG_LEVEL_DEBUG);
+	test_log_capture_start(LOG_LEVEL_DEBUG);
 	if (!mkdtemp(tmpdir))
 		return -1;
 	test_fs_remove_at_exit(tmpdir);
@@ -217,10 +128,10 @@ static int group_setup(void **state)
 		return -1;
 	if (RAND_bytes(right_key, KEY_LEN) != 1 || RAND_bytes(wrong_key, KEY_LEN) != 1)
 		return -1;
-	have_dm = kernel_has_dm();
+	have_dm = test_encfs_kernel_has_dm();
 	crypt_set_log_callback(NULL, NULL, NULL);
 	if (make_ext4(ext4_img, EXT4_IMAGE_SIZE) < 0 || make_luks(luks_img, right_key) < 0 ||
-	    make_file(odd_img, 3 * 4096 + 512) < 0)
+	    test_encfs_make_file(odd_img, 3 * 4096 + 512) < 0)
 		return -1;
 	return 0;
 }
@@ -228,7 +139,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
 	(void)state;
-	log_set_sink(NULL, NULL);
+	test_log_capture_stop();
 	return 0;
 }
 
@@ -236,95 +147,23 @@ static int group_teardown(void **state)
  * Nothing left behind
  * ------------------------------------------------------------------------------------------- */
 
-/* Whether a mount point in /proc/self/mountinfo is @path or below it. */
-static bool mounted_below(const char *path)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len, n = strlen(path);
-	char *line, *save = NULL;
-
-	assert_int_equal(read_file("/proc/self/mountinfo", 1 << 20, &text, &len), 0);
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char mp[4096];
-
-		/* id parent major:minor root mount-point ... */
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) != 1)
-			continue;
-		if (strncmp(mp, path, n) == 0 && (mp[n] == '\0' || mp[n] == '/'))
-			return true;
-	}
-	return false;
-}
-
-static size_t dir_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	size_t n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
-static bool file_contains(const char *path, const uint8_t *needle, size_t len)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t n;
-
-	if (read_file(path, 256u << 20, &text, &n) < 0)
-		return false;
-	return memmem(text, n, needle, len) != NULL;
-}
-
-/* Any regular file below @dir (symlinks not followed) that holds @key. */
-static bool key_in_files(const char *dir, const uint8_t *key)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	bool found = false;
-
-	if (!d)
-		return false;
-	while (!found && (e = readdir(d))) {
-		char path[4096];
-		struct stat st;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (lstat(path, &st) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode))
-			found = key_in_files(path, key);
-		else if (S_ISREG(st.st_mode))
-			found = file_contains(path, key, KEY_LEN);
-	}
-	closedir(d);
-	return found;
-}
-
 static void assert_nothing_left(void)
 {
 	char hidden[700];
 	struct stat st;
 
-	if (mounted_below(work_dir))
+	if (test_fs_mounted_below(work_dir))
 		fail_msg("a mount is left below %s", work_dir);
-	if (mounted_below(mnt_parent))
+	if (test_fs_mounted_below(mnt_parent))
 		fail_msg("a mount is left below %s", mnt_parent);
-	if (dir_entries(work_dir) != 0)
-		fail_msg("%zu entries left in %s", dir_entries(work_dir), work_dir);
-	assert_int_equal(dir_entries(mnt_parent), 0);
+	if (test_fs_count_entries(work_dir) != 0)
+		fail_msg("%zu entries left in %s", test_fs_count_entries(work_dir), work_dir);
+	assert_int_equal(test_fs_count_entries(mnt_parent), 0);
 	assert_int_equal(lstat(mount_point, &st), -1);
 	snprintf(hidden, sizeof(hidden), "%s/.filesystem-0", mnt_parent);
 	assert_int_equal(lstat(hidden, &st), -1);
-	assert_false(key_in_files(tmpdir, right_key));
-	assert_false(key_in_files(tmpdir, wrong_key));
+	assert_false(test_fs_find_bytes(tmpdir, right_key, KEY_LEN));
+	assert_false(test_fs_find_bytes(tmpdir, wrong_key, KEY_LEN));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -336,6 +175,7 @@ struct key_script {
 	enum encfs_step step; /* ... and the step it names on failure */
 	const uint8_t *key;   /* the passphrase it gives on success */
 	int calls;
+	atomic_bool *cancel; /* set while the key is released: SIGTERM during the release */
 };
 
 static int key_fn(void *userdata, struct secret **passphrase, enum encfs_step *step,
@@ -344,6 +184,8 @@ static int key_fn(void *userdata, struct secret **passphrase, enum encfs_step *s
 	struct key_script *k = userdata;
 
 	k->calls++;
+	if (k->cancel)
+		atomic_store(k->cancel, true);
 	if (k->r < 0) {
 		*step = k->step;
 		return skr_error_set(err, k->r,
@@ -351,14 +193,6 @@ static int key_fn(void *userdata, struct secret **passphrase, enum encfs_step *s
 	}
 	*passphrase = secret_new_copy(k->key, KEY_LEN);
 	return *passphrase ? 0 : skr_error_set(err, -ENOMEM, "out of memory");
-}
-
-static char *file_url(const char *path)
-{
-	char *url;
-
-	assert_true(asprintf(&url, "file://%s", path) > 0);
-	return url;
 }
 
 static void config_init(struct encfs_fs_config *c, const char *url, enum encfs_access access,
@@ -422,7 +256,7 @@ static void test_blob_missing_file(void **state)
 
 	(void)state;
 	assert_true(asprintf(&missing, "%s/missing.img", tmpdir) > 0);
-	url = file_url(missing);
+	url = test_encfs_file_url(missing);
 	for (size_t i = 0; i < ELEMENTSOF(accesses); i++) {
 		struct key_script k = {.key = right_key};
 		struct encfs_fs_config c;
@@ -456,11 +290,11 @@ static void test_blob_http_404(void **state)
 		struct encfs_fs_config c;
 		struct skr_error err = {0};
 
-		log_reset();
+		test_log_capture_start(LOG_LEVEL_DEBUG);
 		config_init(&c, url, accesses[i], &k);
 		expect_failure(&c, ENCFS_STEP_BLOB, "404", &err);
 		assert_null(strstr(err.msg, "SASSECRETSIGNATURE"));
-		assert_null(strstr(logbuf, "SASSECRETSIGNATURE"));
+		assert_false(test_log_has("SASSECRETSIGNATURE"));
 		assert_int_equal(k.calls, 0);
 	}
 	assert_true(test_http_server_request_count(srv) >= 2);
@@ -470,7 +304,7 @@ static void test_blob_http_404(void **state)
 /* The key function refuses (policy): the FUSE mount or the download made before is undone. */
 static void test_key_policy_denied(void **state)
 {
-	_cleanup_free_ char *url = file_url(ext4_img);
+	_cleanup_free_ char *url = test_encfs_file_url(ext4_img);
 
 	(void)state;
 	for (size_t i = 0; i < ELEMENTSOF(accesses); i++) {
@@ -478,22 +312,22 @@ static void test_key_policy_denied(void **state)
 		struct encfs_fs_config c;
 		struct skr_error err = {0};
 
-		log_reset();
+		test_log_capture_start(LOG_LEVEL_DEBUG);
 		config_init(&c, url, accesses[i], &k);
 		expect_failure(&c, ENCFS_STEP_POLICY, "policy says no", &err);
 		assert_int_equal(err.code, -EACCES);
 		assert_int_equal(k.calls, 1);
 		/* The image was exposed before the key was asked for: that is what was undone. */
-		assert_non_null(strstr(logbuf, accesses[i] == ENCFS_ACCESS_FUSE
-		                                       ? "image exposed through FUSE"
-		                                       : "image downloaded"));
+		assert_true(test_log_has(accesses[i] == ENCFS_ACCESS_FUSE
+		                                 ? "image exposed through FUSE"
+		                                 : "image downloaded"));
 	}
 }
 
 /* A key function that names a step it may not (a blob or mount step): reported as release. */
 static void test_key_step_normalised(void **state)
 {
-	_cleanup_free_ char *url = file_url(ext4_img);
+	_cleanup_free_ char *url = test_encfs_file_url(ext4_img);
 	struct key_script k = {.r = -EIO, .step = ENCFS_STEP_MOUNT};
 	struct encfs_fs_config c;
 	struct skr_error err = {0};
@@ -509,7 +343,7 @@ static void test_key_step_normalised(void **state)
 /* A plain ext4 image: the allowlist says "not a LUKS2 image" before any activation. */
 static void test_not_luks(void **state)
 {
-	_cleanup_free_ char *url = file_url(ext4_img);
+	_cleanup_free_ char *url = test_encfs_file_url(ext4_img);
 
 	(void)state;
 	for (size_t i = 0; i < ELEMENTSOF(accesses); i++) {
@@ -524,10 +358,40 @@ static void test_not_luks(void **state)
 	}
 }
 
+/*
+ * Shutdown while a pipeline runs: it stops at the next step boundary and undoes the FUSE mount
+ * or download it made; the released key is erased, nothing is left.
+ */
+static void test_cancelled(void **state)
+{
+	_cleanup_free_ char *url = test_encfs_file_url(luks_img);
+
+	(void)state;
+	for (size_t i = 0; i < ELEMENTSOF(accesses); i++) {
+		atomic_bool cancel;
+		struct key_script k = {.key = right_key, .cancel = &cancel};
+		struct encfs_fs_config c;
+		struct skr_error err = {0};
+
+		atomic_init(&cancel, false);
+		config_init(&c, url, accesses[i], &k);
+		c.cancel = &cancel;
+		expect_failure(&c, ENCFS_STEP_RELEASE, "the sidecar is shutting down", &err);
+		assert_int_equal(err.code, -ECANCELED);
+		assert_int_equal(k.calls, 1);
+
+		/* cancelled before it starts: nothing is fetched, no key asked for */
+		k = (struct key_script){.key = right_key};
+		c.key_userdata = &k;
+		expect_failure(&c, ENCFS_STEP_BLOB, "shutting down", &err);
+		assert_int_equal(k.calls, 0);
+	}
+}
+
 /* A LUKS2 image and another key: "wrong key" with the fingerprint of the key that was tried. */
 static void test_wrong_key(void **state)
 {
-	_cleanup_free_ char *url = file_url(luks_img);
+	_cleanup_free_ char *url = test_encfs_file_url(luks_img);
 	char fp[SKR_FINGERPRINT_STR_SIZE], right_fp[SKR_FINGERPRINT_STR_SIZE];
 
 	(void)state;
@@ -539,7 +403,7 @@ static void test_wrong_key(void **state)
 		struct skr_error err = {0};
 		char line[800];
 
-		log_reset();
+		test_log_capture_start(LOG_LEVEL_DEBUG);
 		config_init(&c, url, accesses[i], &k);
 		expect_failure(&c, ENCFS_STEP_KEY, fp, &err);
 		assert_int_equal(err.code, -EPERM);
@@ -547,11 +411,9 @@ static void test_wrong_key(void **state)
 		assert_null(strstr(err.msg, right_fp));
 		/* The operator's line: a warning with the fingerprint to compare with importkey's. */
 		snprintf(line, sizeof(line), "warn: filesystem 0 (%s): ", mount_point);
-		assert_non_null(strstr(logbuf, line));
-		assert_non_null(strstr(logbuf, "compare the fingerprint"));
-		pthread_mutex_lock(&log_lock);
-		assert_non_null(strstr(strstr(logbuf, line), fp));
-		pthread_mutex_unlock(&log_lock);
+		assert_true(test_log_has(line));
+		assert_true(test_log_has("compare the fingerprint"));
+		assert_true(test_log_has_after(line, fp));
 	}
 }
 
@@ -563,7 +425,7 @@ static void test_wrong_key(void **state)
  */
 static void test_right_key(void **state)
 {
-	_cleanup_free_ char *url = file_url(luks_img);
+	_cleanup_free_ char *url = test_encfs_file_url(luks_img);
 	char fp[SKR_FINGERPRINT_STR_SIZE];
 
 	(void)state;
@@ -576,13 +438,13 @@ static void test_right_key(void **state)
 		enum encfs_step step;
 		int r;
 
-		log_reset();
+		test_log_capture_start(LOG_LEVEL_DEBUG);
 		config_init(&c, url, accesses[i], &k);
 		if (!have_dm) {
 			expect_failure(&c, ENCFS_STEP_MOUNT, "LUKS open: ", &err);
 			print_message("without device-mapper: %s\n", err.msg);
 			assert_null(strstr(err.msg, "wrong key"));
-			assert_null(strstr(logbuf, "wrong key"));
+			assert_false(test_log_has("wrong key"));
 			continue;
 		}
 		r = encfs_fs_mount(&c, &fs, &step, &err);
@@ -604,7 +466,7 @@ static void test_right_key(void **state)
 /* A pinned root hash over a blob whose size is no verity layout of ours: step verity. */
 static void test_verity_size(void **state)
 {
-	_cleanup_free_ char *url = file_url(odd_img);
+	_cleanup_free_ char *url = test_encfs_file_url(odd_img);
 
 	(void)state;
 	for (size_t i = 0; i < ELEMENTSOF(accesses); i++) {
@@ -623,7 +485,7 @@ static void test_verity_size(void **state)
 /* Refused before anything is touched. */
 static void test_refused_configs(void **state)
 {
-	_cleanup_free_ char *url = file_url(ext4_img);
+	_cleanup_free_ char *url = test_encfs_file_url(ext4_img);
 	struct key_script k = {.key = right_key};
 	struct encfs_fs_config c;
 	struct skr_error err = {0};
@@ -661,6 +523,7 @@ int main(void)
 	        cmocka_unit_test(test_key_policy_denied),
 	        cmocka_unit_test(test_key_step_normalised),
 	        cmocka_unit_test(test_not_luks),
+	        cmocka_unit_test(test_cancelled),
 	        cmocka_unit_test(test_wrong_key),
 	        cmocka_unit_test(test_right_key),
 	        cmocka_unit_test(test_verity_size),

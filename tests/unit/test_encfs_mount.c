@@ -3,7 +3,9 @@
  * Mounting and publication (encfs.h "Mounting and publication") with real ext4 filesystems on
  * loop devices: read-only and read-write mounts and their options, refusals, the symlink
  * publication (atomic: an observer never sees the path missing), unpublish, and the stale
- * cleanup after a "crash".
+ * cleanup after a "crash". The parent of a mount point is writable by the app: symlinks planted
+ * there (at the hidden directory, at a parent component, or swapped in while mounting) are
+ * refused, and nothing is ever mounted, created, unmounted or removed behind them.
  *
  * Needs root and loop devices. The test runs in its own mount namespace, so whatever it mounts
  * disappears with it even if it dies; its loop devices are attached with autoclear, so they
@@ -330,6 +332,248 @@ static void test_mount_refusals(void **state)
 
 	skr_error_clear(&err);
 	assert_int_equal(encfs_mount_ext4(dev, "relative/path", false, &err), -EINVAL);
+	skr_error_clear(&err);
+	assert_int_equal(encfs_mount_ext4(dev, "/tmp/../etc/.filesystem-0", false, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "\"..\""));
+}
+
+/* Nothing mounted at or below @dir in this namespace. */
+static bool nothing_mounted_below(const char *dir)
+{
+	struct libmnt_table *tb = mnt_new_table_from_file("/proc/self/mountinfo");
+	struct libmnt_iter *itr = mnt_new_iter(MNT_ITER_FORWARD);
+	struct libmnt_fs *f;
+	size_t n = strlen(dir);
+	bool none = true;
+
+	assert_non_null(tb);
+	assert_non_null(itr);
+	while (mnt_table_next_fs(tb, itr, &f) == 0) {
+		const char *t = mnt_fs_get_target(f);
+
+		if (t && strncmp(t, dir, n) == 0 && (t[n] == '\0' || t[n] == '/'))
+			none = false;
+	}
+	mnt_free_iter(itr);
+	mnt_unref_table(tb);
+	return none;
+}
+
+static bool is_symlink(const char *path)
+{
+	struct stat st;
+
+	return lstat(path, &st) == 0 && S_ISLNK(st.st_mode);
+}
+
+/* A symlink planted at the hidden directory (".filesystem-0" -> a victim such as /etc). */
+static void test_symlink_at_target(void **state)
+{
+	_cleanup_free_ char *victim = tmp_path("planted/victim");
+	_cleanup_free_ char *remote = tmp_path("planted/remote");
+	_cleanup_free_ char *target = tmp_path("planted/remote/.filesystem-0");
+	struct skr_error err = {0};
+	char dev[32];
+	int fd;
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	assert_int_equal(mkdir_p(victim, 0755), 0);
+	assert_int_equal(mkdir_p(remote, 0755), 0);
+	assert_int_equal(symlink(victim, target), 0);
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+
+	assert_int_equal(encfs_mount_ext4(dev, target, false, &err), -ELOOP);
+	assert_non_null(strstr(err.msg, target));
+	assert_non_null(strstr(err.msg, "symbolic link"));
+	assert_true(nothing_mounted_below(victim));
+	assert_true(is_symlink(target));
+
+	/* Read-write alike. */
+	skr_error_clear(&err);
+	assert_int_equal(encfs_mount_ext4(dev, target, true, &err), -ELOOP);
+	assert_true(nothing_mounted_below(victim));
+	close(fd);
+}
+
+/* A symlink at a component of the parent ("remote" -> victim): mount, publish, unpublish and
+ * the stale cleanup all refuse to work through it. */
+static void test_symlink_in_parent(void **state)
+{
+	_cleanup_free_ char *victim = tmp_path("linked/victim");
+	_cleanup_free_ char *link = tmp_path("linked/remote");
+	_cleanup_free_ char *target = tmp_path("linked/remote/.filesystem-1");
+	_cleanup_free_ char *mp = tmp_path("linked/remote/data");
+	_cleanup_free_ char *deep_mp = tmp_path("linked/remote/new/data");
+	_cleanup_free_ char *v_target = tmp_path("linked/victim/.filesystem-1");
+	_cleanup_free_ char *v_mp = tmp_path("linked/victim/data");
+	_cleanup_free_ char *v_new = tmp_path("linked/victim/new");
+	_cleanup_free_ char *v_mounted = tmp_path("linked/victim/.filesystem-2");
+	_cleanup_free_ char *v_empty = tmp_path("linked/victim/.filesystem-3");
+	_cleanup_free_ char *mp2 = tmp_path("linked/remote/data2");
+	_cleanup_free_ char *target2 = tmp_path("linked/remote/.filesystem-2");
+	const char *mps[] = {mp2};
+	struct skr_error err = {0};
+	char dev[32];
+	DIR *d;
+	struct dirent *de;
+	int fd;
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	assert_int_equal(mkdir_p(victim, 0755), 0);
+	assert_int_equal(symlink(victim, link), 0);
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+
+	/* mount: refused, naming the component that is a link; nothing made in the victim. */
+	assert_int_equal(encfs_mount_ext4(dev, target, false, &err), -ELOOP);
+	close(fd);
+	assert_non_null(strstr(err.msg, link));
+	assert_non_null(strstr(err.msg, "symbolic link"));
+	assert_true(nothing_mounted_below(victim));
+	assert_int_equal(access(v_target, F_OK), -1);
+
+	/* publish: no symlink (temporary or final) and no directory made in the victim. */
+	skr_error_clear(&err);
+	assert_int_equal(encfs_publish(target, mp, &err), -ELOOP);
+	assert_non_null(strstr(err.msg, link));
+	skr_error_clear(&err);
+	assert_int_equal(encfs_publish(target, deep_mp, &err), -ELOOP);
+	assert_int_equal(access(v_mp, F_OK), -1);
+	assert_int_equal(access(v_new, F_OK), -1);
+	d = opendir(victim);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		assert_null(strstr(de->d_name, ".publish-"));
+	closedir(d);
+
+	/* unpublish: what looks like ours behind the link (a symlink "data" -> ".filesystem-2"
+	 * and a mount there) is someone else's and stays. */
+	assert_int_equal(mkdir(v_mounted, 0755), 0);
+	assert_int_equal(mount("tmpfs", v_mounted, "tmpfs", 0, "size=1m"), 0);
+	assert_int_equal(symlink(".filesystem-2", v_mp), 0);
+	skr_error_clear(&err);
+	assert_int_equal(encfs_unpublish(target2, mp, &err), -ELOOP);
+	assert_non_null(strstr(err.msg, link));
+	assert_true(is_symlink(v_mp));
+	assert_true(is_mounted(v_mounted));
+
+	/* stale cleanup: the hidden mount and the empty hidden directory behind the link are not
+	 * ours; a warning, and both stay. */
+	assert_int_equal(mkdir(v_empty, 0755), 0);
+	skr_error_clear(&err);
+	assert_int_equal(encfs_cleanup_stale(NULL, "encfs-test-stale-", mps, 1, &err), 0);
+	assert_true(is_mounted(v_mounted));
+	assert_int_equal(access(v_empty, F_OK), 0);
+	assert_int_equal(umount2(v_mounted, 0), 0);
+}
+
+/* The stale cleanup never follows a symlink planted under a hidden name. */
+static void test_cleanup_stale_planted(void **state)
+{
+	_cleanup_free_ char *victim = tmp_path("stale-planted/victim");
+	_cleanup_free_ char *remote = tmp_path("stale-planted/remote");
+	_cleanup_free_ char *planted = tmp_path("stale-planted/remote/.filesystem-4");
+	_cleanup_free_ char *inner = tmp_path("stale-planted/victim/.filesystem-4");
+	_cleanup_free_ char *mp = tmp_path("stale-planted/remote/data");
+	const char *mps[] = {mp};
+	struct skr_error err = {0};
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	assert_int_equal(mkdir_p(inner, 0755), 0);
+	assert_int_equal(mkdir_p(remote, 0755), 0);
+	assert_int_equal(symlink(victim, planted), 0);
+	assert_int_equal(mount("tmpfs", inner, "tmpfs", 0, "size=1m"), 0);
+
+	assert_int_equal(encfs_cleanup_stale(NULL, "encfs-test-stale-", mps, 1, &err), 0);
+	assert_true(is_symlink(planted));
+	assert_int_equal(access(victim, F_OK), 0);
+	assert_true(is_mounted(inner));
+	assert_int_equal(umount2(inner, 0), 0);
+}
+
+struct swapper {
+	const char *dir, *link; /* exchanged with each other until stop */
+	atomic_bool stop;
+	atomic_ulong swaps;
+	int error; /* errno of a failed exchange (cmocka asserts belong to the main thread) */
+};
+
+static void *swap_loop(void *arg)
+{
+	struct swapper *s = arg;
+
+	while (!atomic_load(&s->stop)) {
+		if (renameat2(AT_FDCWD, s->dir, AT_FDCWD, s->link, RENAME_EXCHANGE) < 0) {
+			s->error = errno;
+			atomic_fetch_add(&s->swaps, 1);
+			break;
+		}
+		atomic_fetch_add(&s->swaps, 1);
+	}
+	return NULL;
+}
+
+/*
+ * Check against use: a parent component flips between a directory and a symlink to a victim
+ * while mounting. Every attempt either mounts in the real directory or is refused; nothing is
+ * ever made or mounted in the victim.
+ */
+static void test_symlink_swapped_while_mounting(void **state)
+{
+	_cleanup_free_ char *victim = tmp_path("race/victim");
+	_cleanup_free_ char *real = tmp_path("race/remote"), *alt = tmp_path("race/remote-alt");
+	_cleanup_free_ char *target = tmp_path("race/remote/.filesystem-5");
+	_cleanup_free_ char *v_target = tmp_path("race/victim/.filesystem-5");
+	struct skr_error err = {0};
+	unsigned mounted = 0, refused = 0;
+	char dev[32];
+	int fd;
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	assert_int_equal(mkdir_p(victim, 0755), 0);
+	assert_int_equal(mkdir_p(real, 0755), 0);
+	assert_int_equal(symlink(victim, alt), 0);
+	/* Held open: the loop device (autoclear) stays attached across the unmounts. */
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+	log_set_level(LOG_LEVEL_ERROR);
+	for (int i = 0; i < 100; i++) {
+		struct swapper s = {.dir = real, .link = alt};
+		pthread_t t;
+		int r;
+
+		assert_int_equal(pthread_create(&t, NULL, swap_loop, &s), 0);
+		while (atomic_load(&s.swaps) < 1)
+			;
+		skr_error_clear(&err);
+		r = encfs_mount_ext4(dev, target, false, &err);
+		atomic_store(&s.stop, true);
+		assert_int_equal(pthread_join(t, NULL), 0);
+		assert_int_equal(s.error, 0);
+		if (is_symlink(real))
+			assert_int_equal(renameat2(AT_FDCWD, real, AT_FDCWD, alt, RENAME_EXCHANGE),
+			                 0);
+		assert_true(nothing_mounted_below(victim));
+		assert_int_equal(access(v_target, F_OK), -1);
+		if (r == 0) {
+			mounted++;
+			assert_true(is_mounted(target));
+			assert_int_equal(encfs_unpublish(target, "/nonexistent-mount-point", &err),
+			                 0);
+		} else {
+			assert_true(r == -ELOOP || r == -ENOTDIR);
+			refused++;
+		}
+	}
+	log_set_level(LOG_LEVEL_INFO);
+	close(fd);
+	fprintf(stderr, "swapped while mounting: %u mounted, %u refused\n", mounted, refused);
+	assert_int_equal(mounted + refused, 100);
 }
 
 static void test_publish(void **state)
@@ -496,6 +740,10 @@ static void test_cleanup_stale(void **state)
 	_cleanup_free_ char *nested = tmp_path("work/3/fuse/inner");
 	_cleanup_free_ char *unrelated = tmp_path("remote/unrelated");
 	_cleanup_free_ char *leftover = tmp_path("remote/.filesystem-9");
+	_cleanup_free_ char *download = tmp_path("work/7/image"), *empty = tmp_path("work/8");
+	_cleanup_free_ char *foreign = tmp_path("work/9/notes"), *named = tmp_path("work/x/image");
+	_cleanup_free_ char *dir7 = tmp_path("work/7"), *dir9 = tmp_path("work/9");
+	_cleanup_free_ char *dirx = tmp_path("work/x");
 	const char *mps[] = {mp};
 	struct skr_error err = {0};
 	char dev[32];
@@ -515,6 +763,14 @@ static void test_cleanup_stale(void **state)
 	assert_int_equal(mkdir(unrelated, 0755), 0);
 	assert_int_equal(mount("tmpfs", unrelated, "tmpfs", 0, "size=1m"), 0);
 	assert_int_equal(mkdir(leftover, 0755), 0);
+	/* A download of a crashed run, an empty FUSE directory; not ours: other files. */
+	assert_int_equal(mkdir_p(dir7, 0700), 0);
+	assert_int_equal(write_file_atomic(download, "ciphertext", 10, 0600), 0);
+	assert_int_equal(mkdir_p(empty, 0700), 0);
+	assert_int_equal(mkdir_p(dir9, 0700), 0);
+	assert_int_equal(write_file_atomic(foreign, "x", 1, 0600), 0);
+	assert_int_equal(mkdir_p(dirx, 0700), 0);
+	assert_int_equal(write_file_atomic(named, "x", 1, 0600), 0);
 	/* A busy one: detached lazily. */
 	{
 		_cleanup_free_ char *h = tmp_path("remote/.filesystem-3/hello.txt");
@@ -530,6 +786,12 @@ static void test_cleanup_stale(void **state)
 	assert_false(is_mounted(nested));
 	assert_int_equal(access(hidden, F_OK), -1);
 	assert_int_equal(access(leftover, F_OK), -1);
+	/* The next pipeline makes <work_dir>/<index> afresh: nothing of the crashed run stays. */
+	assert_int_equal(access(download, F_OK), -1);
+	assert_int_equal(access(dir7, F_OK), -1);
+	assert_int_equal(access(empty, F_OK), -1);
+	assert_int_equal(access(foreign, F_OK), 0);
+	assert_int_equal(access(named, F_OK), 0);
 	/* Not ours: left alone. */
 	assert_true(is_mounted(unrelated));
 	assert_int_equal(umount2(unrelated, 0), 0);
@@ -544,10 +806,17 @@ static void test_cleanup_stale(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	        cmocka_unit_test(test_mount_read_only), cmocka_unit_test(test_mount_read_write),
-	        cmocka_unit_test(test_mount_refusals),  cmocka_unit_test(test_publish),
-	        cmocka_unit_test(test_publish_atomic),  cmocka_unit_test(test_unpublish),
+	        cmocka_unit_test(test_mount_read_only),
+	        cmocka_unit_test(test_mount_read_write),
+	        cmocka_unit_test(test_mount_refusals),
+	        cmocka_unit_test(test_publish),
+	        cmocka_unit_test(test_publish_atomic),
+	        cmocka_unit_test(test_unpublish),
 	        cmocka_unit_test(test_cleanup_stale),
+	        cmocka_unit_test(test_symlink_at_target),
+	        cmocka_unit_test(test_symlink_in_parent),
+	        cmocka_unit_test(test_cleanup_stale_planted),
+	        cmocka_unit_test(test_symlink_swapped_while_mounting),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

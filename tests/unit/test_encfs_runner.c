@@ -18,10 +18,7 @@
  *     reports the failure in /status, stops with 0 on SIGTERM.
  * After each: no mount under the work directory, nothing in it, no key bytes in any file.
  */
-#include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -56,14 +53,14 @@
 #include "skr.h"
 #include "status.h"
 #include "test_devcloud.h"
+#include "test_encfs.h"
 #include "test_fs.h"
 #include "test_http_client.h"
 #include "test_http_server.h"
+#include "test_log.h"
 #include "test_proc.h"
 
 #define KEY_LEN 32
-/* e2fsprogs (Debian: /usr/sbin, also /sbin through the merged /usr) */
-#define MKFS_EXT4 "/usr/sbin/mkfs.ext4"
 #define LUKS_IMAGE_SIZE (24u << 20)
 #define WAIT_MS 120000
 
@@ -78,163 +75,8 @@ static bool have_dm;
 static int test_no;
 
 /* ---------------------------------------------------------------------------------------------
- * Log capture
- * ------------------------------------------------------------------------------------------- */
-
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char logbuf[262144];
-
-static void capture(enum log_level level, const char *msg, void *userdata)
-{
-	size_t used;
-
-	(void)userdata;
-	pthread_mutex_lock(&log_lock);
-	used = strlen(logbuf);
-	snprintf(logbuf + used, sizeof(logbuf) - used, "%s: %s\n", log_level_name(level), msg);
-	pthread_mutex_unlock(&log_lock);
-}
-
-static void log_reset(void)
-{
-	pthread_mutex_lock(&log_lock);
-	logbuf[0] = '\0';
-	pthread_mutex_unlock(&log_lock);
-}
-
-static bool log_has(const char *needle)
-{
-	bool found;
-
-	pthread_mutex_lock(&log_lock);
-	found = strstr(logbuf, needle) != NULL;
-	pthread_mutex_unlock(&log_lock);
-	return found;
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Images and keys
  * ------------------------------------------------------------------------------------------- */
-
-static int make_file(const char *path, uint64_t size)
-{
-	int fd = open(path, O_CREAT | O_TRUNC | O_WRONLY | O_CLOEXEC, 0600);
-	int r = fd < 0 || ftruncate(fd, (off_t)size) < 0 ? -1 : 0;
-
-	if (fd >= 0)
-		close(fd);
-	return r;
-}
-
-static int make_ext4(const char *path, uint64_t size)
-{
-	struct test_proc_result res = {0};
-	const char *const argv[] = {MKFS_EXT4, "-q", "-F", "-b", "4096", path, NULL};
-	int r;
-
-	if (make_file(path, size) < 0)
-		return -1;
-	r = test_proc_run(argv, NULL, &res);
-	if (r == 0 && res.status != 0)
-		r = -1;
-	test_proc_result_clear(&res);
-	return r;
-}
-
-/* LUKS2 as generatefs makes it (aes-xts-plain64, 512-bit, 4096-byte sectors, pbkdf2). */
-static int make_luks(const char *path, const uint8_t *key)
-{
-	struct crypt_device *cd = NULL;
-	struct crypt_pbkdf_type pbkdf = {.type = CRYPT_KDF_PBKDF2,
-	                                 .hash = "sha256",
-	                                 .iterations = 1000,
-	                                 .flags = CRYPT_PBKDF_NO_BENCHMARK};
-	struct crypt_params_luks2 params = {.sector_size = 4096};
-	int r;
-
-	if (make_file(path, LUKS_IMAGE_SIZE) < 0)
-		return -1;
-	r = crypt_init(&cd, path);
-	if (r == 0)
-		r = crypt_set_pbkdf_type(cd, &pbkdf);
-	if (r == 0)
-		r = crypt_format(cd, CRYPT_LUKS2, "aes", "xts-plain64", NULL, NULL, 64, &params);
-	if (r == 0)
-		r = crypt_keyslot_add_by_volume_key(cd, CRYPT_ANY_SLOT, NULL, 0, (const char *)key,
-		                                    KEY_LEN);
-	crypt_free(cd);
-	return r < 0 ? -1 : 0;
-}
-
-/* An IMDS token for the vault, the way an operator would fetch one. */
-static char *imds_vault_token(void)
-{
-	static const char *const headers[] = {"Metadata: true", NULL};
-	struct test_http_client_response r = {0};
-	_cleanup_json_ json_object *root = NULL;
-	json_object *t;
-	char url[300];
-	char *token;
-
-	snprintf(url, sizeof(url),
-	         "%s/metadata/identity/oauth2/token?api-version=2018-02-01&resource=%s", dc.imds,
-	         "https%3A%2F%2Fvault.azure.net");
-	test_http_client_request(&(struct test_http_client_request){.method = "GET",
-	                                                            .url = url,
-	                                                            .ca_bundle = dc.ca,
-	                                                            .headers = headers,
-	                                                            .timeout_s = 60},
-	                         &r);
-	if (r.status != 200)
-		return NULL;
-	root = json_tokener_parse(r.body);
-	token = root && json_object_object_get_ex(root, "access_token", &t)
-	                ? strdup(json_object_get_string(t))
-	                : NULL;
-	test_http_client_response_clear(&r);
-	return token;
-}
-
-/* Import @key (oct) as @name with a release policy pinning HOST_DATA @host (importkey's). */
-static int import_key(const char *name, const uint8_t *key, const char *host)
-{
-	_cleanup_free_ char *policy = NULL, *kid = NULL, *k = NULL, *jwk = NULL, *claims = NULL;
-	_cleanup_free_ char *token = imds_vault_token();
-	struct skr_error err = {0};
-
-	if (!token || b64_encode(key, KEY_LEN, B64_URL_NOPAD, &k) < 0 ||
-	    asprintf(&claims,
-	             "[[{\"claim\": \"x-ms-sevsnpvm-hostdata\", \"equals\": \"%s\"},"
-	             " {\"claim\": \"x-ms-sevsnpvm-is-debuggable\", \"equals\": \"false\"}]]",
-	             host) < 0 ||
-	    asprintf(&jwk,
-	             "{\"kty\":\"oct-HSM\",\"key_ops\":[\"wrapKey\",\"unwrapKey\"],\"k\":\"%s\","
-	             "\"key_size\":256}",
-	             k) < 0)
-		return -1;
-	if (skr_policy_build(dc.attest, claims, strlen(claims), &policy, &err) < 0) {
-		fprintf(stderr, "policy: %s\n", err.msg);
-		return -1;
-	}
-	struct skr_akv_import imp = {
-	        .endpoint = dc.kv,
-	        .name = name,
-	        .jwk_json = jwk,
-	        .jwk_len = strlen(jwk),
-	        .hsm = true,
-	        .policy_json = policy,
-	        .exportable = true,
-	        .bearer_token = token,
-	        .ca_bundle = dc.ca,
-	};
-	if (skr_akv_import_key(&imp, &kid, &err) < 0) {
-		fprintf(stderr, "import %s: %s\n", name, err.msg);
-		return -1;
-	}
-	secure_erase(jwk, strlen(jwk));
-	secure_erase(k, strlen(k));
-	return 0;
-}
 
 static char *skr_args_json(void)
 {
@@ -247,19 +89,6 @@ static char *skr_args_json(void)
 	             dc.platform, dc.ca, dc.imds) < 0)
 		return NULL;
 	return json;
-}
-
-/*
- * Whether the kernel has device-mapper: /proc/misc lists it. /dev/mapper/control alone says
- * nothing (a container's /dev may have the node without the driver).
- */
-static bool kernel_has_dm(void)
-{
-	_cleanup_free_ char *misc = NULL;
-	size_t len;
-
-	return read_file("/proc/misc", 1 << 16, &misc, &len) == 0 &&
-	       strstr(misc, " device-mapper\n") != NULL;
 }
 
 static int group_setup(void **state)
@@ -293,10 +122,11 @@ static int group_setup(void **state)
 	    RAND_bytes(other_key, KEY_LEN) != 1)
 		return -1;
 	hex_encode(host_data, sizeof(host_data), host_hex);
-	have_dm = kernel_has_dm();
+	have_dm = test_encfs_kernel_has_dm();
 	crypt_set_log_callback(NULL, NULL, NULL);
-	if (make_ext4(ext4_img, 8u << 20) < 0 || make_luks(luks_img, fs_key) < 0 ||
-	    make_luks(luks_other_img, other_key) < 0)
+	if (test_encfs_make_ext4(ext4_img, 8u << 20, NULL) < 0 ||
+	    test_encfs_make_luks(luks_img, LUKS_IMAGE_SIZE, fs_key, KEY_LEN) < 0 ||
+	    test_encfs_make_luks(luks_other_img, LUKS_IMAGE_SIZE, other_key, KEY_LEN) < 0)
 		return -1;
 	{
 		const char *const init_args[] = {"--host-data", host_hex, NULL};
@@ -305,9 +135,10 @@ static int group_setup(void **state)
 		    test_devcloud_serve(&dc, NULL) < 0)
 			return -1;
 	}
-	if (import_key("fs-key", fs_key, host_hex) < 0 ||
-	    import_key("denied-key", other_key,
-	               "0000000000000000000000000000000000000000000000000000000000000000") < 0)
+	if (test_devcloud_import_oct_key(&dc, "fs-key", fs_key, KEY_LEN, host_hex) < 0 ||
+	    test_devcloud_import_oct_key(
+	            &dc, "denied-key", other_key, KEY_LEN,
+	            "0000000000000000000000000000000000000000000000000000000000000000") < 0)
 		return -1;
 
 	/* The daemon's attester, from SkrSideCarArgs as the daemon builds it. */
@@ -324,15 +155,14 @@ static int group_setup(void **state)
 		return -1;
 	}
 	sidecar_config_clear(&c);
-	log_set_sink(capture, NULL);
-	log_set_level(LOG_LEVEL_DEBUG);
+	test_log_capture_start(LOG_LEVEL_DEBUG);
 	return 0;
 }
 
 static int group_teardown(void **state)
 {
 	(void)state;
-	log_set_sink(NULL, NULL);
+	test_log_capture_stop();
 	skr_attester_free(attester);
 	test_devcloud_kill(&dc);
 	return 0;
@@ -413,7 +243,7 @@ static void run_init(struct run *r)
 	snprintf(r->mnt, sizeof(r->mnt), "%s/mnt%d", tmpdir, test_no);
 	snprintf(r->ready, sizeof(r->ready), "%s/ready%d", tmpdir, test_no);
 	assert_int_equal(mkdir(r->mnt, 0755), 0);
-	log_reset();
+	test_log_capture_start(LOG_LEVEL_DEBUG);
 }
 
 static void run_start(struct run *r)
@@ -500,87 +330,16 @@ static void assert_failed(struct run *r, size_t i, const char *step, const char 
  * Nothing left behind
  * ------------------------------------------------------------------------------------------- */
 
-static bool mounted_below(const char *path)
-{
-	_cleanup_free_ char *text = NULL;
-	size_t len, n = strlen(path);
-	char *line, *save = NULL;
-
-	assert_int_equal(read_file("/proc/self/mountinfo", 1 << 20, &text, &len), 0);
-	for (line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-		char mp[4096];
-
-		if (sscanf(line, "%*s %*s %*s %*s %4095s", mp) == 1 && strncmp(mp, path, n) == 0 &&
-		    (mp[n] == '\0' || mp[n] == '/'))
-			return true;
-	}
-	return false;
-}
-
-static size_t dir_entries(const char *path)
-{
-	DIR *d = opendir(path);
-	struct dirent *e;
-	size_t n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
-			n++;
-	closedir(d);
-	return n;
-}
-
-static bool key_in_files(const char *dir, const uint8_t *key)
-{
-	DIR *d = opendir(dir);
-	struct dirent *e;
-	bool found = false;
-
-	if (!d)
-		return false;
-	while (!found && (e = readdir(d))) {
-		char path[4096];
-		struct stat st;
-
-		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
-			continue;
-		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		if (lstat(path, &st) < 0)
-			continue;
-		if (S_ISDIR(st.st_mode)) {
-			found = key_in_files(path, key);
-		} else if (S_ISREG(st.st_mode)) {
-			_cleanup_free_ char *text = NULL;
-			size_t n;
-
-			found = read_file(path, 256u << 20, &text, &n) == 0 &&
-			        memmem(text, n, key, KEY_LEN) != NULL;
-		}
-	}
-	closedir(d);
-	return found;
-}
-
 static void assert_nothing_left(const struct run *r)
 {
-	assert_false(mounted_below(r->work_dir));
-	assert_false(mounted_below(r->mnt));
-	assert_int_equal(dir_entries(r->work_dir), 0);
-	assert_int_equal(dir_entries(r->mnt), 0);
+	assert_false(test_fs_mounted_below(r->work_dir));
+	assert_false(test_fs_mounted_below(r->mnt));
+	assert_int_equal(test_fs_count_entries(r->work_dir), 0);
+	assert_int_equal(test_fs_count_entries(r->mnt), 0);
 	assert_int_equal(access(r->ready, F_OK), -1);
 	/* The released key never touches a file: not the images, the audit, the state. */
-	assert_false(key_in_files(tmpdir, fs_key));
-	assert_false(log_has("\"k\":"));
-}
-
-static char *file_url(const char *path)
-{
-	char *url;
-
-	assert_true(asprintf(&url, "file://%s", path) > 0);
-	return url;
+	assert_false(test_fs_find_bytes(tmpdir, fs_key, KEY_LEN));
+	assert_false(test_log_has("\"k\":"));
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -591,7 +350,7 @@ static void test_policy_denied(void **state)
 {
 	struct run r;
 	char mp[800];
-	_cleanup_free_ char *fs = NULL, *url = file_url(ext4_img), *audit = NULL;
+	_cleanup_free_ char *fs = NULL, *url = test_encfs_file_url(ext4_img), *audit = NULL;
 	size_t n;
 
 	(void)state;
@@ -603,7 +362,7 @@ static void test_policy_denied(void **state)
 	assert_failed(&r, 0, "policy denied", "release denied");
 	assert_true(sidecar_encfs_runner_should_exit(r.runner));
 	assert_int_equal(access(r.ready, F_OK), -1);
-	assert_true(log_has("failed at step \"policy denied\""));
+	assert_true(test_log_has("failed at step \"policy denied\""));
 	run_stop(&r);
 	assert_nothing_left(&r);
 	/* Audited like an API release. */
@@ -617,7 +376,7 @@ static void test_wrong_key(void **state)
 {
 	struct run r;
 	char mp[800], fp[SKR_FINGERPRINT_STR_SIZE], key_hex[2 * KEY_LEN + 1];
-	_cleanup_free_ char *fs = NULL, *url = file_url(luks_other_img);
+	_cleanup_free_ char *fs = NULL, *url = test_encfs_file_url(luks_other_img);
 
 	(void)state;
 	skr_key_fingerprint(fs_key, KEY_LEN, fp);
@@ -629,9 +388,9 @@ static void test_wrong_key(void **state)
 	run_start(&r);
 	assert_failed(&r, 0, "wrong key", fp);
 	/* A warning with the fingerprint, to compare with importkey's output; never the key. */
-	assert_true(log_has("compare the fingerprint"));
-	assert_true(log_has(fp));
-	assert_false(log_has(key_hex));
+	assert_true(test_log_has("compare the fingerprint"));
+	assert_true(test_log_has(fp));
+	assert_false(test_log_has(key_hex));
 	run_stop(&r);
 	assert_nothing_left(&r);
 }
@@ -640,7 +399,7 @@ static void test_released_key(void **state)
 {
 	struct run r;
 	char mp[800], fp[SKR_FINGERPRINT_STR_SIZE];
-	_cleanup_free_ char *fs = NULL, *url = file_url(luks_img);
+	_cleanup_free_ char *fs = NULL, *url = test_encfs_file_url(luks_img);
 
 	(void)state;
 	skr_key_fingerprint(fs_key, KEY_LEN, fp);
@@ -650,7 +409,7 @@ static void test_released_key(void **state)
 	run_config(&r, NULL, (const char *const[]){fs}, (const char *const[]){url}, 1);
 	run_start(&r);
 	/* The released oct key is the LUKS key as it is: the fingerprint logged is the key's. */
-	assert_true(log_has(fp));
+	assert_true(test_log_has(fp));
 	if (have_dm) {
 		_cleanup_json_ json_object *root = NULL;
 
@@ -660,7 +419,7 @@ static void test_released_key(void **state)
 	} else {
 		/* The keyslot took the key; the host has no device-mapper to activate it. */
 		assert_failed(&r, 0, "mount", "LUKS open: ");
-		assert_false(log_has("wrong key"));
+		assert_false(test_log_has("wrong key"));
 	}
 	run_stop(&r);
 	assert_nothing_left(&r);
@@ -672,7 +431,8 @@ static void test_two_continue(void **state)
 	struct run r;
 	struct test_http_server *srv = NULL;
 	char mp0[800], mp1[800];
-	_cleanup_free_ char *fs0 = NULL, *fs1 = NULL, *url0 = NULL, *url1 = file_url(ext4_img);
+	_cleanup_free_ char *fs0 = NULL, *fs1 = NULL, *url0 = NULL,
+	                    *url1 = test_encfs_file_url(ext4_img);
 
 	(void)state;
 	assert_int_equal(test_http_server_start(false, &srv), 0);
@@ -698,7 +458,7 @@ static void test_two_continue(void **state)
 		assert_true(sidecar_encfs_runner_finished(r.runner, &failed));
 		assert_int_equal(failed, 2);
 	}
-	assert_false(log_has("SASSECRETSIG"));
+	assert_false(test_log_has("SASSECRETSIG"));
 	{
 		_cleanup_free_ char *text = NULL;
 
@@ -755,7 +515,7 @@ static void test_raw_key_refused(void **state)
 {
 	struct run r;
 	char mp[800];
-	_cleanup_free_ char *fs = NULL, *url = file_url(luks_img);
+	_cleanup_free_ char *fs = NULL, *url = test_encfs_file_url(luks_img);
 	char hex[2 * KEY_LEN + 1];
 
 	(void)state;
@@ -769,7 +529,7 @@ static void test_raw_key_refused(void **state)
 	r.cfg.filesystems[0].raw_key_hex = strdup(hex);
 	run_start(&r);
 	assert_failed(&r, 0, "release", "raw_key is for testing only");
-	assert_false(log_has(hex));
+	assert_false(test_log_has(hex));
 	run_stop(&r);
 	assert_nothing_left(&r);
 }
@@ -791,7 +551,7 @@ static void test_stale_ready_file(void **state)
 	run_start(&r);
 	assert_failed(&r, 0, "blob", "nothing.img");
 	assert_int_equal(access(r.ready, F_OK), -1);
-	assert_true(log_has("removed the stale ready file"));
+	assert_true(test_log_has("removed the stale ready file"));
 	run_stop(&r);
 	assert_nothing_left(&r);
 }
@@ -882,8 +642,8 @@ static void test_daemon_exits_on_failure(void **state)
 	assert_int_equal(read_file(log_path, 1 << 20, &log, &n), 0);
 	if (!strstr(log, "failed at step \"blob\"") || !strstr(log, "exiting with status 1"))
 		fail_msg("daemon log:\n%s", log);
-	assert_false(mounted_below(work));
-	assert_int_equal(dir_entries(work), 0);
+	assert_false(test_fs_mounted_below(work));
+	assert_int_equal(test_fs_count_entries(work), 0);
 }
 
 static void test_daemon_continue(void **state)
@@ -927,8 +687,8 @@ static void test_daemon_continue(void **state)
 	assert_false(test_proc_exited(&pid, NULL));
 	r = test_proc_stop(&pid, SIGTERM, 30000);
 	assert_int_equal(r, 0);
-	assert_false(mounted_below(work));
-	assert_int_equal(dir_entries(work), 0);
+	assert_false(test_fs_mounted_below(work));
+	assert_int_equal(test_fs_count_entries(work), 0);
 }
 
 int main(void)

@@ -57,21 +57,14 @@ DEFINE_CLEANUP_FUNC(struct crypt_device *, crypt_free)
  * Helpers
  * ------------------------------------------------------------------------------------------- */
 
-/* The full path of an e2fsprogs/cryptsetup tool (test_proc_run does not search PATH). */
+/* The full path of @name (test_proc_tool()); the test fails when it is not installed. */
 static const char *tool(const char *name)
 {
-	static char buf[8][256];
-	static unsigned next;
-	static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
-	char *b = buf[next++ % 8];
+	const char *path = test_proc_tool(name);
 
-	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-		snprintf(b, 256, "%s/%s", dirs[i], name);
-		if (access(b, X_OK) == 0)
-			return b;
-	}
-	fail_msg("%s not installed", name);
-	return NULL;
+	if (!path)
+		fail_msg("%s is not installed", name);
+	return path;
 }
 
 static void write_bytes(const char *path, const void *data, size_t len)

@@ -40,18 +40,14 @@
 static char tmpdir[] = "/tmp/test-luks-header-XXXXXX";
 static char keyfile[256];
 
+/* The full path of @name (test_proc_tool()); the test fails when it is not installed. */
 static const char *tool(const char *name)
 {
-	static const char *const dirs[] = {"/usr/sbin", "/sbin", "/usr/bin", "/bin"};
-	static char path[256];
+	const char *path = test_proc_tool(name);
 
-	for (size_t i = 0; i < ELEMENTSOF(dirs); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dirs[i], name);
-		if (access(path, X_OK) == 0)
-			return path;
-	}
-	fail_msg("%s is not installed", name);
-	return NULL;
+	if (!path)
+		fail_msg("%s is not installed", name);
+	return path;
 }
 
 static char *image_path(const char *name)

@@ -17,6 +17,8 @@
 #define FUSE_USE_VERSION 31
 #include <fuse.h>
 
+#include "fileio.h"
+
 #define FILE_NAME "image"
 
 static int backing_fd = -1;
@@ -62,20 +64,8 @@ static int fuse_file_open(const char *path, struct fuse_file_info *fi)
 static int fuse_file_read(const char *path, char *buf, size_t size, off_t offset,
                           struct fuse_file_info *fi)
 {
-	size_t done = 0;
-
-	/* FUSE wants the whole range except at the end of the file: loop over short reads. */
-	while (done < size) {
-		ssize_t n = pread(backing_fd, buf + done, size - done, offset + (off_t)done);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			break;
-		done += (size_t)n;
-	}
-	return (int)done;
+	/* FUSE wants the whole range except at the end of the file: read over short reads. */
+	return (int)pread_full(backing_fd, buf, size, offset);
 }
 
 static const struct fuse_operations fuse_file_ops = {
