@@ -260,8 +260,9 @@ static int get_field(json_object *obj, const char *key, bool required,
 }
 
 /* Decode runtime_data (see api.h for what is accepted). Returns 1 when answered (400). */
+/* runtime_data (base64) → bytes, and the REPORT_DATA an attestation of them carries. */
 static int decode_runtime(const char *b64, struct sidecar_api_response *resp, uint8_t **out,
-                          size_t *out_len)
+                          size_t *out_len, uint8_t report_data[SNP_REPORT_DATA_SIZE])
 {
 	int r = b64_decode(b64, strlen(b64), B64_ACCEPT_ANY | B64_REQUIRE_PAD, out, out_len);
 
@@ -272,7 +273,23 @@ static int decode_runtime(const char *b64, struct sidecar_api_response *resp, ui
 		        resp, 400,
 		        "field 'runtime_data' is not base64: expected the standard or "
 		        "URL-safe alphabet with '=' padding"));
+	skr_report_data_for(*out, *out_len, report_data);
 	return 0;
+}
+
+/* The body of /attest/raw and /attest/combined: {"runtime_data": b64}. */
+static int parse_runtime_request(const struct sidecar_api_request *req,
+                                 struct sidecar_api_response *resp, json_object **body,
+                                 uint8_t **runtime, size_t *len,
+                                 uint8_t report_data[SNP_REPORT_DATA_SIZE])
+{
+	const char *b64;
+	int r;
+
+	if ((r = parse_body(req, resp, body)) ||
+	    (r = get_field(*body, "runtime_data", true, resp, &b64)))
+		return r;
+	return decode_runtime(b64, resp, runtime, len, report_data);
 }
 
 /* A caller-supplied string for an error message: cut, never trusted to be short. */
@@ -391,15 +408,12 @@ static int handle_attest_raw(struct sidecar_api *api, const struct sidecar_api_r
 	uint8_t report[SNP_REPORT_SIZE], report_data[SNP_REPORT_DATA_SIZE];
 	char hex[2 * SNP_REPORT_SIZE + 1];
 	struct skr_error e = {0};
-	const char *b64;
 	size_t len;
 	int r;
 
-	if ((r = parse_body(req, resp, &body)) ||
-	    (r = get_field(body, "runtime_data", true, resp, &b64)) ||
-	    (r = decode_runtime(b64, resp, &runtime, &len)))
+	r = parse_runtime_request(req, resp, &body, &runtime, &len, report_data);
+	if (r)
 		return r < 0 ? r : 0;
-	skr_report_data_for(runtime, len, report_data);
 	ev.report_data = report_data;
 	r = skr_attest_raw(api->attester, runtime, len, report, &e);
 	if (r < 0) {
@@ -438,15 +452,12 @@ static int handle_attest_combined(struct sidecar_api *api, const struct sidecar_
 	uint8_t report_data[SNP_REPORT_DATA_SIZE];
 	struct skr_evidence evidence = {0};
 	struct skr_error e = {0};
-	const char *b64;
 	size_t len;
 	int r;
 
-	if ((r = parse_body(req, resp, &body)) ||
-	    (r = get_field(body, "runtime_data", true, resp, &b64)) ||
-	    (r = decode_runtime(b64, resp, &runtime, &len)))
+	r = parse_runtime_request(req, resp, &body, &runtime, &len, report_data);
+	if (r)
 		return r < 0 ? r : 0;
-	skr_report_data_for(runtime, len, report_data);
 	ev.report_data = report_data;
 	r = skr_attest_evidence(api->attester, runtime, len, &evidence, &e);
 	if (r < 0) {
@@ -505,9 +516,8 @@ static int handle_attest_maa(struct sidecar_api *api, const struct sidecar_api_r
 		}
 		return r < 0 ? r : 0;
 	}
-	if ((r = decode_runtime(b64, resp, &runtime, &len)))
+	if ((r = decode_runtime(b64, resp, &runtime, &len, report_data)))
 		return r < 0 ? r : 0;
-	skr_report_data_for(runtime, len, report_data);
 	ev.report_data = report_data;
 	r = skr_attest_maa_ex(api->attester, maa, runtime, len, &token, &info, &e);
 	/* Whatever the outcome, as far as the call got: the report sent, the token's jti. */
