@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 #include "secret.h"
 
+#include <errno.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -69,4 +71,30 @@ void secure_free(void *p, size_t len)
 {
 	secure_erase(p, len);
 	free(p);
+}
+
+int secure_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n)
+{
+	if (n >= SIZE_MAX - *len)
+		return -ENOMEM;
+	if (*len + n + 1 > *cap) {
+		size_t new_cap = *cap ? *cap : 1024;
+		char *nb;
+
+		while (new_cap < *len + n + 1)
+			new_cap = new_cap > SIZE_MAX / 2 ? *len + n + 1 : new_cap * 2;
+		nb = malloc(new_cap);
+		if (!nb)
+			return -ENOMEM;
+		if (*buf) {
+			memcpy(nb, *buf, *len);
+			secure_free(*buf, *cap);
+		}
+		*buf = nb;
+		*cap = new_cap;
+	}
+	memcpy(*buf + *len, data, n);
+	*len += n;
+	(*buf)[*len] = '\0';
+	return 0;
 }

@@ -35,3 +35,11 @@ void secure_erase(void *p, size_t len);
 
 /* free() after erasing @len bytes; for short-lived copies libraries forced on us. */
 void secure_free(void *p, size_t len);
+
+/*
+ * Append @n bytes to the NUL-terminated heap buffer *@buf (*@len bytes used, *@cap allocated;
+ * all zero/NULL at first). It grows by copying and erasing the old buffer, never by realloc(): a
+ * body may hold a token or a key, and no copy is left in freed memory. 0 or -ENOMEM (the buffer
+ * is unchanged).
+ */
+int secure_buf_append(char **buf, size_t *len, size_t *cap, const void *data, size_t n);

@@ -491,7 +491,9 @@ static int read_attempt(void *userdata, struct blob_attempt *a, struct skr_error
 	pthread_mutex_lock(&b->lock);
 	while (b->writes_inflight > 0)
 		pthread_cond_wait(&b->writes_done, &b->lock);
-	ours = b->write_gen != gen;
+	/* A write of ours completed, or another reader re-read the ETag after overlapping writes
+	 * (uncertain then cleared): either way, what this attempt expected is outdated. */
+	ours = b->write_gen != gen || strcmp(b->etag, etag) != 0;
 	uncertain = b->etag_uncertain;
 	pthread_mutex_unlock(&b->lock);
 	if (ours) {

@@ -418,10 +418,11 @@ struct xfer {
 	size_t body_len, body_pos;
 	bool follow_redirects;
 
-	/* GET into caller buffers (NULL iov: the body is not wanted) */
+	/* GET into caller buffers (NULL iov and sink: the body is not wanted) */
 	const struct iovec *iov;
 	unsigned iovcnt;
-	size_t len; /* the sum of the iov lengths */
+	const struct blob_stream_sink *sink; /* instead of iov: buffers handed out one by one */
+	size_t len;                          /* the sum of the iov lengths (the bytes asked for) */
 	uint64_t off;
 	const char *expect_etag; /* refuse an answer with another ETag ("" = any) */
 	uint64_t blob_size;      /* for a 200 answer carrying the whole blob */
@@ -432,8 +433,11 @@ struct xfer {
 	size_t got;                /* bytes stored into iov */
 	blob_seg_done_fn seg_done; /* told of each complete iov entry */
 	void *seg_userdata;
-	unsigned seg;       /* the iov entry the next byte goes to */
-	size_t seg_got;     /* bytes stored into that entry */
+	unsigned seg;      /* the iov entry the next byte goes to */
+	size_t seg_got;    /* bytes stored into that entry (or the sink's buffer) */
+	uint8_t *sink_buf; /* the sink's current buffer, NULL before the next is asked for */
+	size_t sink_len;
+	bool sink_ended;    /* the sink ended the transfer on purpose */
 	uint64_t body_seen; /* body bytes seen in SINK_FULL */
 	bool have_slice;    /* SINK_FULL: the slice is complete, transfer cut short on purpose */
 	int refuse_code;
@@ -476,7 +480,7 @@ static size_t sink_decide(struct xfer *x)
 {
 	const struct blob_http_resp *r = &x->resp;
 
-	if (!x->iov || (r->status != 200 && r->status != 206)) {
+	if ((!x->iov && !x->sink) || (r->status != 200 && r->status != 206)) {
 		x->mode = SINK_ERROR_BODY;
 		return 1;
 	}
@@ -526,28 +530,67 @@ static size_t sink_decide(struct xfer *x)
 	return 1;
 }
 
-/* Store @n body bytes as the next ones of the iov (the caller checked that they fit). */
-static void sink_store(struct xfer *x, const char *data, size_t n)
+/*
+ * Store @n body bytes as the next ones of the iov or the sink's buffers (the caller checked that
+ * they fit). False when the sink ended the transfer.
+ */
+static bool sink_store(struct xfer *x, const char *data, size_t n)
 {
 	while (n > 0) {
-		const struct iovec *v = &x->iov[x->seg];
-		size_t take = v->iov_len - x->seg_got;
+		uint8_t *dst;
+		size_t room, take;
 
-		if (take > n)
-			take = n;
-		memcpy((uint8_t *)v->iov_base + x->seg_got, data, take);
+		if (x->sink) {
+			if (!x->sink_buf) {
+				x->sink_buf = x->sink->next(x->sink->userdata, &x->sink_len);
+				if (!x->sink_buf || x->sink_len == 0 ||
+				    x->sink_len > x->len - x->got) {
+					x->sink_buf = NULL;
+					x->sink_ended = true;
+					return false;
+				}
+				x->seg_got = 0;
+			}
+			dst = x->sink_buf;
+			room = x->sink_len;
+		} else {
+			dst = x->iov[x->seg].iov_base;
+			room = x->iov[x->seg].iov_len;
+		}
+		take = room - x->seg_got < n ? room - x->seg_got : n;
+		memcpy(dst + x->seg_got, data, take);
 		data += take;
 		n -= take;
 		x->got += take;
 		x->seg_got += take;
-		if (x->seg_got == v->iov_len) {
+		if (x->seg_got == room) {
 			/* Checked bytes: Content-Range and ETag were judged before the first. */
-			if (x->seg_done)
-				x->seg_done(x->seg_userdata, x->seg);
-			x->seg++;
+			if (x->sink) {
+				x->sink_buf = NULL;
+				x->sink->done(x->sink->userdata);
+			} else {
+				if (x->seg_done)
+					x->seg_done(x->seg_userdata, x->seg);
+				x->seg++;
+			}
 			x->seg_got = 0;
 		}
 	}
+	return true;
+}
+
+/* The sink's transfers: end one that waits for a silent server when the sink moved on. */
+static int stream_progress_cb(void *userdata, curl_off_t dltotal, curl_off_t dlnow,
+                              curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct xfer *x = userdata;
+
+	(void)dltotal, (void)dlnow, (void)ultotal, (void)ulnow;
+	if (x->sink->cancelled && x->sink->cancelled(x->sink->userdata)) {
+		x->sink_ended = true;
+		return 1; /* CURLE_ABORTED_BY_CALLBACK */
+	}
+	return 0;
 }
 
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
@@ -562,15 +605,15 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 		if (n > x->len - x->got)
 			return refuse(x, -EPROTO,
 			              "the server sent more than the %zu bytes asked for", x->len);
-		sink_store(x, data, n);
-		return n;
+		return sink_store(x, data, n) ? n : 0;
 	case SINK_FULL: {
 		uint64_t from = x->body_seen, to = x->body_seen + n;
 		uint64_t lo = from > x->off ? from : x->off;
 		uint64_t hi = to < x->off + x->len ? to : x->off + x->len;
 
-		if (hi > lo) /* the slice arrives in order: lo is x->off + x->got */
-			sink_store(x, data + (lo - from), (size_t)(hi - lo));
+		/* The slice arrives in order: lo is x->off + x->got. */
+		if (hi > lo && !sink_store(x, data + (lo - from), (size_t)(hi - lo)))
+			return 0;
 		x->body_seen = to;
 		if (x->got == x->len) {
 			x->have_slice = true;
@@ -735,7 +778,18 @@ static int xfer_run(struct blob *b, struct xfer *x, struct blob_attempt *a, stru
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_err);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout);
+	if (x->sink) {
+		/* A stream lasts as long as its reader reads: bound the server's silence instead
+		 * (less than a byte a second for timeout_ms), and let the sink end it early. */
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, 0L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
+		curl_easy_setopt(h, CURLOPT_LOW_SPEED_TIME, (long)((timeout + 999) / 1000));
+		curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, stream_progress_cb);
+		curl_easy_setopt(h, CURLOPT_XFERINFODATA, x);
+		curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+	} else {
+		curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout);
+	}
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
 	                 (long)(timeout < HTTP_CONNECT_TIMEOUT_MAX_MS
 	                                ? timeout
@@ -746,7 +800,7 @@ static int xfer_run(struct blob *b, struct xfer *x, struct blob_attempt *a, stru
 	curl_easy_setopt(h, CURLOPT_HEADERDATA, x);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(h, CURLOPT_WRITEDATA, x);
-	if (x->iov && x->len >= (size_t)HTTP_READ_BUFFER)
+	if ((x->iov || x->sink) && x->len >= (size_t)HTTP_READ_BUFFER)
 		curl_easy_setopt(h, CURLOPT_BUFFERSIZE, HTTP_READ_BUFFER);
 	/* TLS verification stays on (libcurl's default); only the trust store may change. */
 	if (b->o.ca_bundle)
@@ -775,6 +829,8 @@ static int xfer_run(struct blob *b, struct xfer *x, struct blob_attempt *a, stru
 		r = skr_error_set(err, x->refuse_code, "%s", x->refuse_reason);
 	} else if (rc == CURLE_WRITE_ERROR && x->have_slice) {
 		r = 0;
+	} else if ((rc == CURLE_WRITE_ERROR || rc == CURLE_ABORTED_BY_CALLBACK) && x->sink_ended) {
+		r = 0; /* the sink ended the stream: the connection is dropped, not reused */
 	} else if (rc != CURLE_OK) {
 		long verify = 0;
 
@@ -916,15 +972,62 @@ static int http_open(struct blob *b, struct blob_attempt *a, struct skr_error *e
 	return 0;
 }
 
+/* A ranged GET of x->len bytes at x->off (ETag x->expect_etag) into x's iov or sink. */
+static int ranged_get(struct blob *b, struct xfer *x, struct blob_attempt *a, struct skr_error *err)
+{
+	struct blob_http *s = b->be_data;
+	const char *etag = x->expect_etag;
+	char range[80], if_match[BLOB_ETAG_MAX + 16];
+	size_t nh = 0;
+	int r;
+
+	x->method = "GET";
+	x->url = s->req_url;
+	x->blob_size = b->props.size;
+	x->follow_redirects = b->props.kind == BLOB_KIND_HTTP;
+	snprintf(range, sizeof(range), "%s: bytes=%" PRIu64 "-%" PRIu64,
+	         b->props.kind == BLOB_KIND_AZURE ? "x-ms-range" : "Range", x->off,
+	         x->off + x->len - 1);
+	x->headers[nh++] = range;
+	/* A weak ETag never matches If-Match (strong comparison); the answer's ETag is still
+	 * compared below. */
+	if (etag[0] && strncmp(etag, "W/", 2) != 0) {
+		snprintf(if_match, sizeof(if_match), "If-Match: %s", etag);
+		x->headers[nh++] = if_match;
+	}
+	r = xfer_run(b, x, a, err);
+	if (r < 0)
+		return r;
+	if (x->sink_ended)
+		return 0; /* what arrived was checked; the rest is not wanted */
+	if (x->resp.status != 200 && x->resp.status != 206)
+		return status_error(b, x, false, a, err);
+	if (x->mode == SINK_UNDECIDED && x->len > 0) {
+		/* No body at all: still judge the headers. */
+		if (sink_decide(x) == 0) {
+			a->retryable = x->refuse_code == -EPROTO;
+			return skr_error_set(err, x->refuse_code, "%s", x->refuse_reason);
+		}
+	}
+	if (x->got != x->len) {
+		a->retryable = true;
+		return skr_error_set(err, -EIO, "short body: %zu of %zu bytes arrived", x->got,
+		                     x->len);
+	}
+	if (x->mode == SINK_FULL &&
+	    !__atomic_exchange_n(&s->warned_no_range, true, __ATOMIC_RELAXED))
+		log_warn(
+		        "blob %s: the server ignores Range requests; every read downloads the blob "
+		        "from its start",
+		        b->display_url);
+	return 0;
+}
+
 static int http_read(struct blob *b, const struct iovec *iov, unsigned iovcnt, size_t len,
                      uint64_t off, const char *etag, blob_seg_done_fn seg_done, void *seg_userdata,
                      struct blob_attempt *a, struct skr_error *err)
 {
-	struct blob_http *s = b->be_data;
-	char range[80], if_match[BLOB_ETAG_MAX + 16];
 	struct xfer x = {
-	        .method = "GET",
-	        .url = s->req_url,
 	        .iov = iov,
 	        .iovcnt = iovcnt,
 	        .seg_done = seg_done,
@@ -932,44 +1035,18 @@ static int http_read(struct blob *b, const struct iovec *iov, unsigned iovcnt, s
 	        .len = len,
 	        .off = off,
 	        .expect_etag = etag,
-	        .blob_size = b->props.size,
-	        .follow_redirects = b->props.kind == BLOB_KIND_HTTP,
 	};
-	size_t nh = 0;
-	int r;
 
-	snprintf(range, sizeof(range), "%s: bytes=%" PRIu64 "-%" PRIu64,
-	         b->props.kind == BLOB_KIND_AZURE ? "x-ms-range" : "Range", off, off + len - 1);
-	x.headers[nh++] = range;
-	/* A weak ETag never matches If-Match (strong comparison); the answer's ETag is still
-	 * compared below. */
-	if (etag[0] && strncmp(etag, "W/", 2) != 0) {
-		snprintf(if_match, sizeof(if_match), "If-Match: %s", etag);
-		x.headers[nh++] = if_match;
-	}
-	r = xfer_run(b, &x, a, err);
-	if (r < 0)
-		return r;
-	if (x.resp.status != 200 && x.resp.status != 206)
-		return status_error(b, &x, false, a, err);
-	if (x.mode == SINK_UNDECIDED && len > 0) {
-		/* No body at all: still judge the headers. */
-		if (sink_decide(&x) == 0) {
-			a->retryable = x.refuse_code == -EPROTO;
-			return skr_error_set(err, x.refuse_code, "%s", x.refuse_reason);
-		}
-	}
-	if (x.got != len) {
-		a->retryable = true;
-		return skr_error_set(err, -EIO, "short body: %zu of %zu bytes arrived", x.got, len);
-	}
-	if (x.mode == SINK_FULL &&
-	    !__atomic_exchange_n(&s->warned_no_range, true, __ATOMIC_RELAXED))
-		log_warn(
-		        "blob %s: the server ignores Range requests; every read downloads the blob "
-		        "from its start",
-		        b->display_url);
-	return 0;
+	return ranged_get(b, &x, a, err);
+}
+
+static int http_stream(struct blob *b, uint64_t off, size_t len, const char *etag,
+                       const struct blob_stream_sink *sink, struct blob_attempt *a,
+                       struct skr_error *err)
+{
+	struct xfer x = {.sink = sink, .len = len, .off = off, .expect_etag = etag};
+
+	return ranged_get(b, &x, a, err);
 }
 
 /* "<url>?…&comp=page" or "<url>?comp=page"; malloc'ed (holds the SAS). */
@@ -1040,6 +1117,7 @@ const struct blob_backend blob_http_backend = {
         .name = "http",
         .open = http_open,
         .read = http_read,
+        .stream = http_stream,
         .write = http_write,
         .current_etag = http_current_etag,
         .close = http_close,

@@ -34,6 +34,25 @@ struct blob_attempt {
 /* Buffer @seg of a vectored read is complete (see blob_readv()). */
 typedef void (*blob_seg_done_fn)(void *userdata, unsigned seg);
 
+/*
+ * Where the bytes of a streamed read go (blob_backend.stream): buffers the consumer hands out one
+ * at a time, as the bytes arrive, instead of a vector fixed before the request. The block cache
+ * streams a sequential reader's blocks this way with one long request (block_cache.c).
+ */
+struct blob_stream_sink {
+	/* The buffer for the stream's next bytes (they follow those of the previous buffer) and
+	 * its length in *@len (> 0, at most what is left of the stream), or NULL to end the
+	 * transfer here: not an error, the consumer moved on. It may block until a buffer is
+	 * free: that is the stream's back-pressure (the server stalls on a full TCP window). */
+	void *(*next)(void *userdata, size_t *len);
+	/* The buffer handed out last holds its final, checked bytes. */
+	void (*done)(void *userdata);
+	/* Polled while the transfer waits for the server (about once a second at least): true
+	 * ends the transfer like a NULL from next(), also in the middle of a buffer. */
+	bool (*cancelled)(void *userdata);
+	void *userdata;
+};
+
 struct blob_backend {
 	const char *name;
 	/* Fill b->props (size, etag, page_blob; the kind may be refined from the answer). */
@@ -45,6 +64,15 @@ struct blob_backend {
 	int (*read)(struct blob *b, const struct iovec *iov, unsigned iovcnt, size_t len,
 	            uint64_t off, const char *etag, blob_seg_done_fn seg_done, void *seg_userdata,
 	            struct blob_attempt *a, struct skr_error *err);
+	/* Optional (NULL: the back end only reads into vectors): the @len bytes at @off, ETag
+	 * @etag as for read, as ONE request whose bytes go to @sink as they arrive. 0 when they
+	 * all arrived or the sink ended the transfer; on failure the buffer handed out last may
+	 * be incomplete, those before it are done. Transfers wait on the sink for long, so a
+	 * stalled server is detected by its silence (timeout_ms without a byte), not by the
+	 * duration of the whole transfer. */
+	int (*stream)(struct blob *b, uint64_t off, size_t len, const char *etag,
+	              const struct blob_stream_sink *sink, struct blob_attempt *a,
+	              struct skr_error *err);
 	/* Write; on success @etag_out holds the blob's ETag after the write ("" if unknown). */
 	int (*write)(struct blob *b, const void *buf, size_t len, uint64_t off,
 	             char etag_out[BLOB_ETAG_MAX], struct blob_attempt *a, struct skr_error *err);

@@ -3,7 +3,8 @@
  * libencfs: the encrypted remote filesystem half of the sidecar (protocols.md §6.3, §7.3).
  *
  *   blob        one reader/writer over Azure Blob, generic HTTP(S) with Range, or file://
- *   block cache LRU blocks over a blob, read-ahead with parallel range requests, write-back
+ *   block cache LRU blocks over a blob, read-ahead (one streamed range request of a sequential
+ *               reader, or parallel runs), write-back
  *   blob fuse   the blob as a local file (lazy: only the blocks read are fetched)
  *   download    the whole blob to a local file (for environments without FUSE)
  *   luks        LUKS2 header allowlist (the header comes from untrusted storage), open from memory
@@ -107,8 +108,10 @@ char *blob_url_redact(const char *url);
 struct block_cache_options {
 	size_t block_size;      /* bytes, a power of two ≥ 4096; 0 = 512 KiB (the Go default) */
 	size_t capacity_blocks; /* LRU capacity; 0 = 64 */
-	unsigned readahead_blocks; /* after a sequential pattern; 0 = 32, capped by capacity / 2 */
-	unsigned fetch_threads;    /* parallel range requests; 0 = 4 */
+	/* After a sequential pattern; 0 = 32, capped by capacity / 2. Read-only caches over HTTP(S)
+	 * fetch them with one long request, paused while this many blocks wait unread. */
+	unsigned readahead_blocks;
+	unsigned fetch_threads; /* parallel range requests (misses, other read-ahead); 0 = 4 */
 };
 
 struct block_cache_stats {

@@ -11,8 +11,13 @@
  * Each stage sets a field of struct encfs_fs as soon as it holds something, and one teardown
  * walks the fields backwards: a failure at any stage and encfs_fs_unmount() undo exactly what
  * exists, in reverse order. The passphrase lives only between key_fn and luks_open.
+ *
+ * The mount and the symlink are held by descriptors from the moment they exist (struct
+ * encfs_mount_hold): the app owns the mount point's directory and may rename it or swap a
+ * component of its path for a symlink while mounted; teardown never looks the paths up again.
  */
 #include "encfs.h"
+#include "mount_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +58,7 @@ struct encfs_fs {
 	struct blob *blob;
 	struct block_cache *cache;
 	struct blob_fuse *fuse;
+	struct encfs_mount_hold mnt; /* the mount at target and the symlink at mount_point */
 	/* what exists now, in the order it was made */
 	bool dir_made, downloaded, verity_open, crypt_open, mounted, published;
 	/* the teardown's current stage, read by encfs_fs_unmount() for a timeout's message */
@@ -116,6 +122,7 @@ static void fs_free(struct encfs_fs *fs)
 {
 	if (!fs)
 		return;
+	encfs_mount_hold_clear(&fs->mnt);
 	free(fs->mount_point);
 	free(fs->target);
 	free(fs->dir);
@@ -165,10 +172,11 @@ static int fs_teardown(struct encfs_fs *fs, long long deadline, struct skr_error
 	int first = 0, r;
 
 	if (fs->published || fs->mounted) {
-		/* encfs_unpublish removes our symlink (only ours), unmounts and removes the target. */
+		/* Removes our symlink (only ours), unmounts and removes the target, through the
+		 * descriptors held since they were made. */
 		fs->stage = "unmount";
 		skr_error_clear(&e);
-		r = encfs_unpublish(fs->target, fs->mount_point, &e);
+		r = encfs_unpublish_held(&fs->mnt, 0, &e);
 		if (r < 0)
 			skr_error_prefix(&e, "unmount %s: ", fs->target);
 		first = keep_first(r, first, err, &e);
@@ -407,11 +415,11 @@ static int fs_run(struct encfs_fs *fs, const struct encfs_fs_config *cfg, enum e
 	r = fs_check_cancel(cfg, ENCFS_STEP_MOUNT, err);
 	if (r < 0)
 		return r;
-	r = encfs_mount_ext4(fs->dm_crypt, fs->target, cfg->read_write, err);
+	r = encfs_mount_ext4_held(fs->dm_crypt, fs->target, cfg->read_write, &fs->mnt, err);
 	if (r < 0)
 		return skr_error_prefix(err, "mount: ");
 	fs->mounted = true;
-	r = encfs_publish(fs->target, fs->mount_point, err);
+	r = encfs_publish_held(&fs->mnt, fs->mount_point, err);
 	if (r < 0)
 		return skr_error_prefix(err, "publish: ");
 	fs->published = true;
@@ -466,6 +474,7 @@ int encfs_fs_mount(const struct encfs_fs_config *cfg, struct encfs_fs **out,
 	fs = calloc(1, sizeof(*fs));
 	if (!fs)
 		return skr_error_set(err, -ENOMEM, "out of memory");
+	fs->mnt = (struct encfs_mount_hold)ENCFS_MOUNT_HOLD_INIT;
 	fs->index = cfg->index;
 	fs->read_write = cfg->read_write;
 	snprintf(index, sizeof(index), "%u", cfg->index);

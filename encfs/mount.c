@@ -11,6 +11,11 @@
  * its use is refused, never followed. The mount itself goes onto "/proc/self/fd/<fd>" of an O_PATH
  * descriptor of the directory just checked: mount(2) then lands on exactly that directory, and
  * libmount (which the kernel's new fsmount API would bypass) still does the mounting.
+ *
+ * The app can still change the paths after publication (rename the parent away, swap a component
+ * for a symlink). The pipeline therefore keeps the descriptors (struct encfs_mount_hold) and tears
+ * down through them: the unmount goes to the held directory, the symlink is removed from the held
+ * parent, whatever the paths lead to by then.
  */
 #include "encfs.h"
 #include "mount_internal.h"
@@ -37,6 +42,15 @@ DEFINE_CLEANUP_FUNC(DIR *, closedir)
 #define UNPUBLISH_UMOUNT_TIMEOUT_MS 5000
 /* "/proc/self/fd/<int>/<NAME_MAX bytes>" */
 #define PROC_FD_PATH_MAX (sizeof("/proc/self/fd/") + 12 + NAME_MAX + 1)
+
+/* Hand a descriptor out of a _cleanup_close_ variable. */
+static inline int take_fd(int *fd)
+{
+	int r = *fd;
+
+	*fd = -1;
+	return r;
+}
 
 #define SYMLINK_HINT                                                                               \
 	"refusing to follow it as root (it may have been planted in a directory the app can "      \
@@ -246,20 +260,27 @@ static int mount_fd(const char *device, int target_fd, const char *target, bool 
 	return 0;
 }
 
-int encfs_mount_ext4(const char *device, const char *target, bool read_write, struct skr_error *err)
+int encfs_mount_ext4_held(const char *device, const char *target, bool read_write,
+                          struct encfs_mount_hold *h, struct skr_error *err)
 {
-	_cleanup_free_ char *parent = NULL, *name = NULL;
+	_cleanup_free_ char *parent = NULL, *name = NULL, *target_copy = NULL;
 	_cleanup_close_ int parent_fd = -1, fd = -1;
 	bool created = false;
 	struct stat st;
 	int r;
 
+	if (h->target_fd >= 0)
+		return skr_error_set(err, -EBUSY,
+		                     "mount: encfs_mount_ext4_held() on a hold that has a mount");
 	if (!device || !*device || !target || target[0] != '/')
 		return skr_error_set(err, -EINVAL,
 		                     "mount: device and an absolute target are needed");
 	r = encfs_path_split(target, "mount: target", &parent, &name, err);
 	if (r < 0)
 		return r;
+	target_copy = strdup(target);
+	if (!target_copy)
+		return skr_error_set(err, -ENOMEM, "mount: out of memory");
 	parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
 	if (parent_fd < 0)
 		return skr_error_prefix(err, "mount: target %s: ", target);
@@ -318,6 +339,11 @@ int encfs_mount_ext4(const char *device, const char *target, bool read_write, st
 	r = mount_fd(device, fd, target, read_write, err);
 	if (r < 0)
 		goto fail;
+	/* fd stays the directory below the mount, parent_fd its parent: teardown goes through them. */
+	h->target = TAKE_PTR(target_copy);
+	h->target_name = TAKE_PTR(name);
+	h->target_parent_fd = take_fd(&parent_fd);
+	h->target_fd = take_fd(&fd);
 	return 0;
 
 fail:
@@ -325,6 +351,15 @@ fail:
 	 * (someone else's) stays. */
 	if (created)
 		unlinkat(parent_fd, name, AT_REMOVEDIR);
+	return r;
+}
+
+int encfs_mount_ext4(const char *device, const char *target, bool read_write, struct skr_error *err)
+{
+	struct encfs_mount_hold h = ENCFS_MOUNT_HOLD_INIT;
+	int r = encfs_mount_ext4_held(device, target, read_write, &h, err);
+
+	encfs_mount_hold_clear(&h);
 	return r;
 }
 
@@ -364,28 +399,18 @@ static char *link_text(const char *target, const char *mount_parent)
 	return strdup(target);
 }
 
-int encfs_publish(const char *target, const char *mount_point, struct skr_error *err)
+/*
+ * Make @name in @parent_fd (the directory @parent) a symlink with @text, atomically; *@link
+ * (may be NULL) receives the symlink's own stat.
+ */
+static int publish_at(int parent_fd, const char *parent, const char *name, const char *mount_point,
+                      const char *text, struct stat *link, struct skr_error *err)
 {
-	_cleanup_free_ char *text = NULL, *parent = NULL, *name = NULL;
-	_cleanup_close_ int parent_fd = -1;
 	static unsigned counter;
 	char tmp[64];
 	bool replace_dir = false;
 	struct stat st;
 	int r;
-
-	if (!target || !*target || !mount_point || mount_point[0] != '/')
-		return skr_error_set(err, -EINVAL,
-		                     "publish: a target and an absolute mount point are needed");
-	r = encfs_path_split(mount_point, "publish: mount point", &parent, &name, err);
-	if (r < 0)
-		return r;
-	text = link_text(target, parent);
-	if (!text)
-		return skr_error_set(err, -ENOMEM, "publish: out of memory");
-	parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
-	if (parent_fd < 0)
-		return skr_error_prefix(err, "publish: mount point %s: ", mount_point);
 
 	if (fstatat(parent_fd, name, &st, AT_SYMLINK_NOFOLLOW) == 0) {
 		if (S_ISDIR(st.st_mode)) {
@@ -423,6 +448,11 @@ int encfs_publish(const char *target, const char *mount_point, struct skr_error 
 			                     "publish: cannot create symlink %s/%s: %s", parent,
 			                     tmp, skr_strerror(errno));
 	}
+	/* Its inode goes along with the renames below: teardown removes this one symlink only. */
+	if (link && fstatat(parent_fd, tmp, link, AT_SYMLINK_NOFOLLOW) < 0) {
+		r = -errno;
+		goto fail;
+	}
 
 	if (replace_dir) {
 		/* Swap the empty directory and the symlink in one step, then drop the directory. */
@@ -457,6 +487,76 @@ fail:
 	                     mount_point, text, skr_strerror(r));
 }
 
+int encfs_publish(const char *target, const char *mount_point, struct skr_error *err)
+{
+	_cleanup_free_ char *text = NULL, *parent = NULL, *name = NULL;
+	_cleanup_close_ int parent_fd = -1;
+	int r;
+
+	if (!target || !*target || !mount_point || mount_point[0] != '/')
+		return skr_error_set(err, -EINVAL,
+		                     "publish: a target and an absolute mount point are needed");
+	r = encfs_path_split(mount_point, "publish: mount point", &parent, &name, err);
+	if (r < 0)
+		return r;
+	text = link_text(target, parent);
+	if (!text)
+		return skr_error_set(err, -ENOMEM, "publish: out of memory");
+	parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
+	if (parent_fd < 0)
+		return skr_error_prefix(err, "publish: mount point %s: ", mount_point);
+	return publish_at(parent_fd, parent, name, mount_point, text, NULL, err);
+}
+
+int encfs_publish_held(struct encfs_mount_hold *h, const char *mount_point, struct skr_error *err)
+{
+	_cleanup_free_ char *text = NULL, *parent = NULL, *name = NULL, *mp = NULL;
+	_cleanup_free_ char *tparent = NULL, *tname = NULL;
+	_cleanup_close_ int parent_fd = -1;
+	struct stat st;
+	int r;
+
+	if (h->target_fd < 0 || h->link_parent_fd >= 0)
+		return skr_error_set(err, -EINVAL,
+		                     "publish: encfs_publish_held() needs a mount held by "
+		                     "encfs_mount_ext4_held() and not yet published");
+	if (!mount_point || mount_point[0] != '/')
+		return skr_error_set(err, -EINVAL,
+		                     "publish: a target and an absolute mount point are needed");
+	r = encfs_path_split(mount_point, "publish: mount point", &parent, &name, err);
+	if (r < 0)
+		return r;
+	r = encfs_path_split(h->target, "publish: target", &tparent, &tname, err);
+	if (r < 0)
+		return r;
+	text = link_text(h->target, parent);
+	mp = strdup(mount_point);
+	if (!text || !mp)
+		return skr_error_set(err, -ENOMEM, "publish: out of memory");
+	if (strcmp(parent, tparent) == 0) {
+		/* The directory mounted in, even if its path leads elsewhere by now: the relative
+		 * link must sit next to the hidden directory it names. */
+		parent_fd = fcntl(h->target_parent_fd, F_DUPFD_CLOEXEC, 3);
+		if (parent_fd < 0)
+			return skr_error_set(err, -errno, "publish: %s: %s", parent,
+			                     skr_strerror(errno));
+	} else {
+		parent_fd = encfs_dir_open_nofollow(parent, true, 0755, err);
+		if (parent_fd < 0)
+			return skr_error_prefix(err, "publish: mount point %s: ", mount_point);
+	}
+	r = publish_at(parent_fd, parent, name, mount_point, text, &st, err);
+	if (r < 0)
+		return r;
+	h->mount_point = TAKE_PTR(mp);
+	h->link_name = TAKE_PTR(name);
+	h->link_text = TAKE_PTR(text);
+	h->link_parent_fd = take_fd(&parent_fd);
+	h->link_dev = st.st_dev;
+	h->link_ino = st.st_ino;
+	return 0;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Unmount and unpublish
  * ------------------------------------------------------------------------------------------- */
@@ -466,19 +566,25 @@ int encfs_umount_at(int dir_fd, const char *name, const char *display, unsigned 
 {
 	char path[PROC_FD_PATH_MAX];
 	unsigned waited = 0;
-	int r;
+	int flags, r;
 
 	if (lazy)
 		*lazy = false;
-	if (strlen(name) > NAME_MAX || strchr(name, '/'))
+	if (name && (strlen(name) > NAME_MAX || strchr(name, '/')))
 		return skr_error_set(err, -EINVAL, "unmount %s: not a single path component",
 		                     display);
 	r = proc_fd_path(path, dir_fd, name, display, err);
 	if (r < 0)
 		return skr_error_prefix(err, "unmount: ");
-	/* The magic link reaches @dir_fd's directory itself; UMOUNT_NOFOLLOW covers @name. */
+	/*
+	 * With @name, the magic link reaches @dir_fd's directory and UMOUNT_NOFOLLOW covers @name.
+	 * Without, the magic link is the last component and must be followed: it is our own
+	 * descriptor of the directory below the mount, and umount's lookup goes down to what is
+	 * mounted on it (a descriptor of the mount's root would itself keep the mount busy).
+	 */
+	flags = name ? UMOUNT_NOFOLLOW : 0;
 	for (;;) {
-		if (umount2(path, UMOUNT_NOFOLLOW) == 0)
+		if (umount2(path, flags) == 0)
 			return 1;
 		if (errno == EINVAL || errno == ENOENT)
 			return 0; /* not (or no longer) a mount point */
@@ -491,7 +597,7 @@ int encfs_umount_at(int dir_fd, const char *name, const char *display, unsigned 
 		waited += UMOUNT_POLL_MS;
 	}
 	/* Still in use (an app holding a file open): detach now, the kernel finishes later. */
-	if (umount2(path, UMOUNT_NOFOLLOW | MNT_DETACH) < 0 && errno != EINVAL)
+	if (umount2(path, flags | MNT_DETACH) < 0 && errno != EINVAL)
 		return skr_error_set(err, -errno, "unmount %s (lazy): %s", display,
 		                     skr_strerror(errno));
 	log_warn("unmount: %s was busy for %u ms, detached lazily", display, timeout_ms);
@@ -521,9 +627,14 @@ int encfs_umount_bounded(const char *path, unsigned timeout_ms, bool *lazy, stru
 	return encfs_umount_at(parent_fd, name, path, timeout_ms, lazy, err);
 }
 
-/* Remove @name in @parent_fd when it is our symlink (its text is @text or @target). */
+/*
+ * Remove @name in @parent_fd when it is our symlink: its text is @text or @target (may be NULL),
+ * and with @ours (may be NULL) it is that very symlink, not an equal one made since by someone
+ * else.
+ */
 static int unlink_our_symlink(int parent_fd, const char *name, const char *mount_point,
-                              const char *text, const char *target, struct skr_error *err)
+                              const char *text, const char *target, const struct stat *ours,
+                              struct skr_error *err)
 {
 	char current[PATH_MAX];
 	struct stat st;
@@ -535,9 +646,15 @@ static int unlink_our_symlink(int parent_fd, const char *name, const char *mount
 	if (n < 0)
 		return 0;
 	current[n] = '\0';
-	if (strcmp(current, text) != 0 && strcmp(current, target) != 0) {
+	if (strcmp(current, text) != 0 && (!target || strcmp(current, target) != 0)) {
 		log_warn("unpublish: %s points at %s, not at %s: left in place", mount_point,
 		         current, text);
+		return 0;
+	}
+	if (ours && (st.st_dev != ours->st_dev || st.st_ino != ours->st_ino)) {
+		log_warn("unpublish: %s is not the symlink published there (it was replaced): left "
+		         "in place",
+		         mount_point);
 		return 0;
 	}
 	if (unlinkat(parent_fd, name, 0) < 0 && errno != ENOENT)
@@ -571,7 +688,7 @@ int encfs_unpublish(const char *target, const char *mount_point, struct skr_erro
 	 * anything reached through a symlink in the parent. */
 	mparent_fd = encfs_dir_open_nofollow(mparent, false, 0, err);
 	if (mparent_fd >= 0)
-		ret = unlink_our_symlink(mparent_fd, mname, mount_point, text, target, err);
+		ret = unlink_our_symlink(mparent_fd, mname, mount_point, text, target, NULL, err);
 	else if (mparent_fd == -ENOENT)
 		skr_error_clear(err);
 	else
@@ -598,4 +715,81 @@ int encfs_unpublish(const char *target, const char *mount_point, struct skr_erro
 		return ret < 0 ? ret : r;
 	}
 	return ret;
+}
+
+/* rmdir the held hidden directory, if its name in the held parent is still that directory. */
+static int remove_held_dir(const struct encfs_mount_hold *h, struct skr_error *err)
+{
+	struct stat held, now;
+
+	if (fstat(h->target_fd, &held) < 0)
+		return skr_error_set(err, -errno, "unpublish: %s: %s", h->target,
+		                     skr_strerror(errno));
+	if (fstatat(h->target_parent_fd, h->target_name, &now, AT_SYMLINK_NOFOLLOW) < 0) {
+		if (errno != ENOENT)
+			return skr_error_set(err, -errno, "unpublish: %s: %s", h->target,
+			                     skr_strerror(errno));
+		now = (struct stat){0};
+	}
+	if (now.st_dev != held.st_dev || now.st_ino != held.st_ino) {
+		/* Moved within or out of its parent, or replaced: what has the name now is not
+		 * ours, and where ours went is not known. Empty and unmounted, it harms nobody. */
+		log_warn(
+		        "unpublish: %s is no longer the directory that was mounted there (moved or "
+		        "replaced); the empty directory is left where it is",
+		        h->target);
+		return 0;
+	}
+	/* rmdir never follows a symlink and leaves a non-empty directory alone. */
+	if (unlinkat(h->target_parent_fd, h->target_name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+		return skr_error_set(err, -errno, "unpublish: removing %s: %s", h->target,
+		                     skr_strerror(errno));
+	return 0;
+}
+
+int encfs_unpublish_held(struct encfs_mount_hold *h, unsigned timeout_ms, struct skr_error *err)
+{
+	int r, ret = 0;
+
+	if (timeout_ms == 0)
+		timeout_ms = UNPUBLISH_UMOUNT_TIMEOUT_MS;
+	/* The symlink first, as encfs_unpublish() does: the app sees the path vanish. */
+	if (h->link_parent_fd >= 0) {
+		struct stat ours = {.st_dev = h->link_dev, .st_ino = h->link_ino};
+
+		ret = unlink_our_symlink(h->link_parent_fd, h->link_name, h->mount_point,
+		                         h->link_text, NULL, &ours, err);
+	}
+	if (h->target_fd >= 0) {
+		struct skr_error e = {0};
+
+		r = encfs_umount_at(h->target_fd, NULL, h->target, timeout_ms, NULL, &e);
+		if (r > 0)
+			log_info("unpublish: %s unmounted", h->target);
+		if (r >= 0)
+			r = remove_held_dir(h, &e);
+		if (r < 0 && ret == 0) {
+			if (err)
+				*err = e;
+			ret = r;
+		}
+	}
+	encfs_mount_hold_clear(h);
+	return ret;
+}
+
+void encfs_mount_hold_clear(struct encfs_mount_hold *h)
+{
+	if (h->target_parent_fd >= 0)
+		close(h->target_parent_fd);
+	if (h->target_fd >= 0)
+		close(h->target_fd);
+	if (h->link_parent_fd >= 0)
+		close(h->link_parent_fd);
+	free(h->target);
+	free(h->target_name);
+	free(h->mount_point);
+	free(h->link_name);
+	free(h->link_text);
+	*h = (struct encfs_mount_hold)ENCFS_MOUNT_HOLD_INIT;
 }

@@ -27,6 +27,7 @@
 
 #include "api.h"
 #include "cleanup.h"
+#include "http_body.h"
 #include "log.h"
 #include "secret.h"
 
@@ -47,12 +48,7 @@
  */
 #define CONNECTION_MEMORY 16384
 #define LISTEN_BACKLOG 128
-/*
- * A body over SIDECAR_API_MAX_BODY is never stored. A client already sending it (curl without
- * "Expect: 100-continue") would see a connection reset instead of the 413 if we answered and
- * closed mid-upload, so up to DRAIN_MAX bytes are read and discarded before answering; a larger
- * announced body is answered at once, and a connection sending more is dropped.
- */
+/* How much of a body over SIDECAR_API_MAX_BODY is drained to answer 413 (common/http_body.h). */
 #define DRAIN_MAX (4u * 1024u * 1024u)
 
 /* Hand a descriptor out of a _cleanup_close_ variable. */
@@ -94,11 +90,7 @@ struct conn {
 	struct sidecar_api_server *srv;
 	struct MHD_Connection *mc;
 	struct timespec start;
-	char *body;
-	size_t len, cap;
-	size_t received;
-	size_t announced;
-	bool too_large;
+	struct http_body body;
 	enum conn_phase phase;
 	struct sidecar_api_request req;
 	struct sidecar_api_response resp;
@@ -221,13 +213,11 @@ static enum MHD_Result answer(struct conn *c, const char *url, const char *metho
 	c->req = (struct sidecar_api_request){
 	        .method = method,
 	        .path = url,
-	        .body = c->body,
-	        .body_len = c->len,
-	        .content_length =
-	                c->too_large ? (c->received > c->announced ? c->received : c->announced)
-	                             : c->len,
+	        .body = c->body.data,
+	        .body_len = c->body.len,
+	        .content_length = http_body_size(&c->body),
 	};
-	if (!c->too_large && sidecar_api_route_is_slow(method, url)) {
+	if (!c->body.too_large && sidecar_api_route_is_slow(method, url)) {
 		c->phase = CONN_QUEUED;
 		MHD_suspend_connection(c->mc);
 		enqueue(srv, c);
@@ -239,99 +229,38 @@ static enum MHD_Result answer(struct conn *c, const char *url, const char *metho
 	return send_response(c, method, url);
 }
 
-/* Answer an oversized body before reading it? (See DRAIN_MAX.) */
-static bool answer_early(struct MHD_Connection *mc, const struct conn *c)
-{
-	const char *expect = MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Expect");
-
-	if (expect && strcasecmp(expect, "100-continue") == 0)
-		return true;
-	return c->announced > DRAIN_MAX;
-}
-
-static void body_erase(struct conn *c)
-{
-	/* Bodies carry bearer tokens (access_token): erased, not just freed. */
-	if (c->body)
-		secure_free(c->body, c->cap);
-	c->body = NULL;
-	c->cap = c->len = 0;
-}
-
-static int body_append(struct conn *c, const char *data, size_t n)
-{
-	if (c->len + n + 1 > c->cap) {
-		size_t cap = c->cap ? c->cap : 1024;
-		char *nb;
-
-		while (cap < c->len + n + 1)
-			cap *= 2;
-		/* Not realloc: the old buffer is erased, never left behind. */
-		nb = malloc(cap);
-		if (!nb)
-			return -ENOMEM;
-		if (c->body) {
-			memcpy(nb, c->body, c->len);
-			secure_free(c->body, c->cap);
-		}
-		c->body = nb;
-		c->cap = cap;
-	}
-	memcpy(c->body + c->len, data, n);
-	c->len += n;
-	c->body[c->len] = '\0';
-	return 0;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
 	struct sidecar_api_server *srv = cls;
 	struct conn *c = *con_cls;
+	int r;
 
 	(void)version;
 	if (!c) {
-		const char *cl;
-
 		c = calloc(1, sizeof(*c));
 		if (!c)
 			return MHD_NO;
 		c->srv = srv;
 		c->mc = mc;
 		clock_gettime(CLOCK_MONOTONIC, &c->start);
+		http_body_init(&c->body, SIDECAR_API_MAX_BODY, DRAIN_MAX);
 		*con_cls = c;
 		atomic_fetch_add(&srv->in_flight, 1);
-		cl = MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
-		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl) {
-			char *end;
-			unsigned long long n;
-
-			errno = 0;
-			n = strtoull(cl, &end, 10);
-			if (errno == 0 && end != cl && *end == '\0') {
-				c->announced = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
-				if (c->announced > SIDECAR_API_MAX_BODY) {
-					c->too_large = true;
-					if (answer_early(mc, c))
-						return answer(c, url, method);
-				}
-			}
-		}
+		if (http_body_announce(&c->body,
+		                       MHD_lookup_connection_value(mc, MHD_HEADER_KIND,
+		                                                   MHD_HTTP_HEADER_CONTENT_LENGTH),
+		                       MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Expect")))
+			return answer(c, url, method);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		c->received += n;
-		if (c->too_large || c->len + n > SIDECAR_API_MAX_BODY) {
-			c->too_large = true;
-			body_erase(c);
-			return c->received > DRAIN_MAX ? MHD_NO : MHD_YES;
-		}
-		return body_append(c, upload_data, n) < 0 ? MHD_NO : MHD_YES;
+		r = http_body_receive(&c->body, upload_data, n);
+		return r == 0 || r == -E2BIG ? MHD_YES : MHD_NO;
 	}
 	return answer(c, url, method);
 }
@@ -346,7 +275,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 	(void)toe;
 	if (!c)
 		return;
-	body_erase(c);
+	http_body_erase(&c->body);
 	sidecar_api_response_clear(&c->resp);
 	free(c);
 	*con_cls = NULL;

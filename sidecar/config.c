@@ -194,7 +194,11 @@ static int endpoint_normalise(const char *in, bool allow_path, char **out, const
 	for (const char *p = in; *p; p++)
 		if (isspace((unsigned char)*p) || iscntrl((unsigned char)*p))
 			return -EINVAL;
+	/* A scheme only before the first '/': "host/a://b" is a path, and the normalised form of
+	 * any endpoint (which has no scheme) must normalise to itself. */
 	sep = strstr(in, "://");
+	if (sep && memchr(in, '/', (size_t)(sep - in)))
+		sep = NULL;
 	if (sep) {
 		if (strncasecmp(in, "http://", 7) == 0) {
 			*why = "http:// is refused (tokens and keys never travel in clear); "

@@ -180,7 +180,7 @@ static void handle_release(struct http_client *c, CURL *h)
 	pthread_mutex_unlock(&c->lock);
 }
 
-/* Grow without realloc: a body may hold a token or a key, so no copy is left in freed memory. */
+/* The body may hold a token or a key: secure_buf_append() leaves no copy in freed memory. */
 static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 {
 	struct http_attempt *a = userdata;
@@ -190,25 +190,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userdata)
 		a->too_big = true;
 		return 0; /* curl aborts the transfer with CURLE_WRITE_ERROR */
 	}
-	if (a->len + n + 1 > a->cap) {
-		size_t cap = a->cap ? a->cap : 4096;
-		char *nb;
-
-		while (cap < a->len + n + 1)
-			cap *= 2;
-		nb = malloc(cap);
-		if (!nb)
-			return 0;
-		if (a->body) {
-			memcpy(nb, a->body, a->len);
-			secure_free(a->body, a->cap);
-		}
-		a->body = nb;
-		a->cap = cap;
-	}
-	memcpy(a->body + a->len, data, n);
-	a->len += n;
-	a->body[a->len] = '\0';
+	if (secure_buf_append(&a->body, &a->len, &a->cap, data, n) < 0)
+		return 0;
 	return n;
 }
 

@@ -5,10 +5,16 @@
  * wanted by several readers at once is fetched once; sequential reads trigger read-ahead and
  * random ones do not; a blob changed underneath fails reads with -EIO and the reason, never with
  * other bytes; writes (partial, whole-block, across blocks, at the end) reach the file through
- * eviction and flush.
+ * eviction and flush. Over HTTP (a range server in this file): a sequential reader is served by
+ * one long request that stops at the read-ahead window until the reader reads on, a seek
+ * abandons it, a dropped connection resumes at the first incomplete block, a changed blob fails
+ * the rest with the reason, and teardown does not wait for a silent server.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,8 +23,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +37,7 @@
 #include "cleanup.h"
 #include "encfs.h"
 #include "test_fs.h"
+#include "test_log.h"
 
 static char tmpdir[] = "/tmp/test_block_cache.XXXXXX";
 
@@ -590,6 +600,497 @@ static void test_defaults_and_empty_blob(void **state)
 	assert_int_equal(block_cache_read(W.cache, buf, sizeof(buf), 0, &err), 0);
 }
 
+/* ---- the sequential stream over HTTP ------------------------------------------------------- */
+
+/*
+ * A range server for the stream tests, W.data as a blob at /img: HEAD, and GETs of a
+ * "Range: bytes=A-B" (206, or 412 when If-Match is not the current ETag), one request per
+ * connection. The scripted test_http_server answers fixed bodies and cannot cut one short, so
+ * this one serves whatever range is asked for, records each GET, and can break the first GET
+ * longer than @cut_min_len bytes after @cut_after bytes of its body: close the connection, or
+ * stall (send nothing more until stopped), optionally changing the blob's ETag at that moment.
+ */
+#define RS_MAX_CONNS 64
+struct rs_get {
+	uint64_t start, end; /* the range asked for */
+	size_t sent;         /* body bytes written */
+	bool done;           /* answered (or given up on) */
+	bool cut_short;      /* the client went away before the body ended */
+};
+
+static struct range_server {
+	int lfd;
+	uint16_t port;
+	pthread_t acceptor;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	bool stop;
+	char etag[32];
+	/* the fault */
+	size_t cut_min_len, cut_after;
+	bool cut_stall, cut_done;
+	char cut_etag[32]; /* "" = keep the ETag */
+	struct rs_get gets[RS_MAX_CONNS];
+	unsigned ngets;
+	int fds[RS_MAX_CONNS];
+	pthread_t threads[RS_MAX_CONNS];
+	unsigned nconns;
+} RS = {.lfd = -1};
+
+static bool send_all(int fd, const void *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (k <= 0)
+			return false;
+		p = (const uint8_t *)p + k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* The value of header @name in the request head @req, copied into @out ("" when absent). */
+static void rs_header(const char *req, const char *name, char *out, size_t size)
+{
+	size_t nl = strlen(name);
+
+	out[0] = '\0';
+	for (const char *l = strstr(req, "\r\n"); l && l[2] != '\r'; l = strstr(l + 2, "\r\n"))
+		if (strncasecmp(l + 2, name, nl) == 0 && l[2 + nl] == ':') {
+			const char *v = l + 3 + nl, *e = strstr(v, "\r\n");
+
+			while (*v == ' ')
+				v++;
+			snprintf(out, size, "%.*s", (int)(e - v), v);
+			return;
+		}
+}
+
+static void *rs_serve(void *arg)
+{
+	int fd = (int)(intptr_t)arg;
+	char req[4096], hdr[512], range[128], match[64], etag[32];
+	unsigned long long a, b;
+	size_t n = 0;
+	unsigned k;
+
+	while (n < sizeof(req) - 1) {
+		ssize_t r = read(fd, req + n, sizeof(req) - 1 - n);
+
+		if (r <= 0)
+			return NULL;
+		n += (size_t)r;
+		req[n] = '\0';
+		if (strstr(req, "\r\n\r\n"))
+			break;
+	}
+	pthread_mutex_lock(&RS.lock);
+	memcpy(etag, RS.etag, sizeof(etag));
+	pthread_mutex_unlock(&RS.lock);
+	if (strncmp(req, "HEAD ", 5) == 0) {
+		int h = snprintf(hdr, sizeof(hdr),
+		                 "HTTP/1.1 200 OK\r\nContent-Length: %zu\r\nETag: %s\r\n"
+		                 "Accept-Ranges: bytes\r\nConnection: close\r\n\r\n",
+		                 W.size, etag);
+
+		send_all(fd, hdr, (size_t)h);
+		return NULL;
+	}
+	rs_header(req, "Range", range, sizeof(range));
+	rs_header(req, "If-Match", match, sizeof(match));
+	if (sscanf(range, "bytes=%llu-%llu", &a, &b) != 2 || b < a || b >= W.size) {
+		static const char bad[] = "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n"
+		                          "Connection: close\r\n\r\n";
+
+		send_all(fd, bad, sizeof(bad) - 1);
+		return NULL;
+	}
+	pthread_mutex_lock(&RS.lock);
+	k = RS.ngets < RS_MAX_CONNS ? RS.ngets++ : RS_MAX_CONNS - 1;
+	RS.gets[k] = (struct rs_get){.start = a, .end = b};
+	pthread_mutex_unlock(&RS.lock);
+	if (match[0] && strcmp(match, etag) != 0) {
+		int h = snprintf(hdr, sizeof(hdr),
+		                 "HTTP/1.1 412 Precondition Failed\r\nContent-Length: 0\r\n"
+		                 "ETag: %s\r\nConnection: close\r\n\r\n",
+		                 etag);
+
+		send_all(fd, hdr, (size_t)h);
+	} else {
+		size_t len = (size_t)(b - a + 1), sent = 0, cut = SIZE_MAX;
+		bool ok;
+		int h = snprintf(hdr, sizeof(hdr),
+		                 "HTTP/1.1 206 Partial Content\r\nContent-Length: %zu\r\n"
+		                 "Content-Range: bytes %llu-%llu/%zu\r\nETag: %s\r\n"
+		                 "Connection: close\r\n\r\n",
+		                 len, a, b, W.size, etag);
+
+		pthread_mutex_lock(&RS.lock);
+		if (RS.cut_min_len && !RS.cut_done && len > RS.cut_min_len) {
+			RS.cut_done = true;
+			cut = RS.cut_after;
+		}
+		pthread_mutex_unlock(&RS.lock);
+		ok = send_all(fd, hdr, (size_t)h);
+		while (ok && sent < len) {
+			size_t chunk = len - sent < 64 * 1024 ? len - sent : 64 * 1024;
+
+			if (sent + chunk > cut)
+				chunk = cut - sent;
+			if (chunk == 0)
+				break;
+			ok = send_all(fd, W.data + a + sent, chunk);
+			if (ok)
+				sent += chunk;
+			pthread_mutex_lock(&RS.lock);
+			RS.gets[k].sent = sent;
+			pthread_mutex_unlock(&RS.lock);
+		}
+		pthread_mutex_lock(&RS.lock);
+		if (sent == cut) {
+			if (RS.cut_etag[0])
+				memcpy(RS.etag, RS.cut_etag, sizeof(RS.etag));
+			while (RS.cut_stall && !RS.stop)
+				pthread_cond_wait(&RS.cond, &RS.lock);
+		}
+		RS.gets[k].cut_short = !ok;
+		pthread_mutex_unlock(&RS.lock);
+	}
+	shutdown(fd, SHUT_RDWR); /* the end of a cut body too; rs_stop() closes */
+	pthread_mutex_lock(&RS.lock);
+	RS.gets[k].done = true;
+	pthread_cond_broadcast(&RS.cond);
+	pthread_mutex_unlock(&RS.lock);
+	return NULL;
+}
+
+static void *rs_accept(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		int fd = accept4(RS.lfd, NULL, NULL, SOCK_CLOEXEC);
+
+		if (fd < 0)
+			return NULL;
+		pthread_mutex_lock(&RS.lock);
+		if (RS.stop || RS.nconns == RS_MAX_CONNS) {
+			pthread_mutex_unlock(&RS.lock);
+			close(fd);
+			continue;
+		}
+		RS.fds[RS.nconns] = fd;
+		if (pthread_create(&RS.threads[RS.nconns], NULL, rs_serve, (void *)(intptr_t)fd) ==
+		    0)
+			RS.nconns++;
+		else
+			close(fd);
+		pthread_mutex_unlock(&RS.lock);
+	}
+}
+
+static void rs_start(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t sl = sizeof(sa);
+
+	pthread_mutex_init(&RS.lock, NULL);
+	pthread_cond_init(&RS.cond, NULL);
+	snprintf(RS.etag, sizeof(RS.etag), "\"v1\"");
+	RS.lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	assert_true(RS.lfd >= 0);
+	assert_int_equal(bind(RS.lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(listen(RS.lfd, 16), 0);
+	assert_int_equal(getsockname(RS.lfd, (struct sockaddr *)&sa, &sl), 0);
+	RS.port = ntohs(sa.sin_port);
+	assert_int_equal(pthread_create(&RS.acceptor, NULL, rs_accept, NULL), 0);
+	snprintf(W.url, sizeof(W.url), "http://127.0.0.1:%u/img", RS.port);
+}
+
+/* Stop the server (the teardown calls it after the cache is gone, even when a test failed). */
+static void rs_stop(void)
+{
+	if (RS.lfd < 0)
+		return;
+	pthread_mutex_lock(&RS.lock);
+	RS.stop = true;
+	pthread_cond_broadcast(&RS.cond);
+	for (unsigned i = 0; i < RS.nconns; i++)
+		shutdown(RS.fds[i], SHUT_RDWR);
+	pthread_mutex_unlock(&RS.lock);
+	shutdown(RS.lfd, SHUT_RDWR);
+	pthread_join(RS.acceptor, NULL);
+	close(RS.lfd);
+	for (unsigned i = 0; i < RS.nconns; i++) {
+		pthread_join(RS.threads[i], NULL);
+		close(RS.fds[i]);
+	}
+	pthread_cond_destroy(&RS.cond);
+	pthread_mutex_destroy(&RS.lock);
+	memset(&RS, 0, sizeof(RS));
+	RS.lfd = -1;
+}
+
+/* The cache and its connections first, then the server (its threads send from W.data). */
+static int stream_teardown(void **state)
+{
+	block_cache_free(W.cache);
+	W.cache = NULL;
+	if (W.blob)
+		blob_close(W.blob);
+	W.blob = NULL;
+	rs_stop();
+	return teardown(state);
+}
+
+/* @size random bytes served over HTTP, and a read-only cache of 64 KiB blocks over them. */
+static void open_stream_cache(size_t size, unsigned timeout_ms)
+{
+	struct block_cache_options o = {.block_size = 64 * KIB,
+	                                .capacity_blocks = 32,
+	                                .readahead_blocks = 16,
+	                                .fetch_threads = 2};
+	struct blob_options bo = {.backoff_ms = 1, .max_attempts = 3, .timeout_ms = timeout_ms};
+	struct skr_error err = {0};
+
+	W.size = size;
+	W.data = malloc(size);
+	assert_non_null(W.data);
+	assert_int_equal(RAND_bytes(W.data, (int)size), 1);
+	rs_start();
+	bo.url = W.url;
+	if (blob_open(&bo, &W.blob, &err) < 0)
+		fail_msg("blob_open: %s", err.msg);
+	if (block_cache_new(W.blob, &o, &W.cache, &err) < 0)
+		fail_msg("block_cache_new: %s", err.msg);
+}
+
+static struct rs_get rs_get_copy(unsigned i)
+{
+	struct rs_get g;
+
+	pthread_mutex_lock(&RS.lock);
+	g = RS.gets[i];
+	pthread_mutex_unlock(&RS.lock);
+	return g;
+}
+
+static unsigned rs_gets(void)
+{
+	unsigned n;
+
+	pthread_mutex_lock(&RS.lock);
+	n = RS.ngets;
+	pthread_mutex_unlock(&RS.lock);
+	return n;
+}
+
+/* The first GET (from the @from'th) running to the blob's end, longer than one block: a
+ * stream; UINT_MAX if none. */
+static unsigned find_stream_get(unsigned from)
+{
+	for (unsigned i = from; i < rs_gets(); i++) {
+		struct rs_get g = rs_get_copy(i);
+
+		if (g.end == W.size - 1 && g.end - g.start + 1 > 64 * KIB)
+			return i;
+	}
+	return UINT_MAX;
+}
+
+/* Wait (up to @ms) until GET @i has been answered or given up on. */
+static bool rs_wait_done(unsigned i, unsigned ms)
+{
+	struct timespec until;
+	bool done;
+
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += ms / 1000;
+	until.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&RS.lock);
+	while (!RS.gets[i].done && pthread_cond_timedwait(&RS.cond, &RS.lock, &until) == 0)
+		;
+	done = RS.gets[i].done;
+	pthread_mutex_unlock(&RS.lock);
+	return done;
+}
+
+static long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/*
+ * A sequential reader is served by one long request, filling the blocks of the read-ahead
+ * window and no more while the reader pauses (back-pressure), then the rest as it reads on.
+ */
+static void test_stream_sequential(void **state)
+{
+	const size_t size = 8 * MIB + 1000; /* a short last block */
+	const uint64_t nblocks = (size + 64 * KIB - 1) / (64 * KIB);
+	struct block_cache_stats st;
+	unsigned s;
+
+	open_stream_cache(size, 5000);
+	for (uint64_t off = 0; off < 1 * MIB; off += 32 * KIB)
+		check_read(32 * KIB, off);
+	s = find_stream_get(0);
+	assert_int_not_equal(s, UINT_MAX);
+	/* The reader pauses: the stream fills the window (16 blocks past the read) and waits. */
+	usleep(300 * 1000);
+	block_cache_get_stats(W.cache, &st);
+	if (st.fetched_bytes > 1 * MIB + 17 * 64 * KIB)
+		fail_msg("%llu bytes fetched for a reader at 1 MiB with a 1 MiB window",
+		         (unsigned long long)st.fetched_bytes);
+	for (uint64_t off = 1 * MIB; off < size; off += 32 * KIB)
+		check_read(32 * KIB, off);
+	block_cache_get_stats(W.cache, &st);
+	/* Every block fetched once, nearly all by the stream, with one request. */
+	assert_int_equal(st.fetched_bytes, size);
+	if (st.readahead_blocks < nblocks - 4 || st.misses > 4)
+		fail_msg("read-ahead %llu blocks, misses %llu of %llu blocks",
+		         (unsigned long long)st.readahead_blocks, (unsigned long long)st.misses,
+		         (unsigned long long)nblocks);
+	assert_true(rs_wait_done(s, 5000));
+	assert_false(rs_get_copy(s).cut_short);
+	assert_int_equal(find_stream_get(s + 1), UINT_MAX);
+	if (rs_gets() > 4)
+		fail_msg("%u GETs for one sequential read", rs_gets());
+}
+
+/* A seek abandons the stream at once (not after the idle time); reading on sequentially
+ * from the new place starts a new one there. */
+static void test_stream_seek_abandons(void **state)
+{
+	const size_t size = 32 * MIB;
+	unsigned s, s2;
+	long t0;
+
+	open_stream_cache(size, 5000);
+	for (uint64_t off = 0; off < 1 * MIB; off += 64 * KIB)
+		check_read(64 * KIB, off);
+	s = find_stream_get(0);
+	assert_int_not_equal(s, UINT_MAX);
+	t0 = now_ms();
+	check_read(4096, 20 * MIB); /* the seek */
+	if (!rs_wait_done(s, 1500))
+		fail_msg("the stream's request still open %ld ms after a seek", now_ms() - t0);
+	assert_true(rs_get_copy(s).cut_short);
+	for (uint64_t off = 20 * MIB + 4096; off < 24 * MIB; off += 64 * KIB)
+		check_read(64 * KIB, off);
+	s2 = find_stream_get(s + 1);
+	assert_int_not_equal(s2, UINT_MAX);
+	if (rs_get_copy(s2).start < 20 * MIB)
+		fail_msg("the new stream starts at %llu, before the seek",
+		         (unsigned long long)rs_get_copy(s2).start);
+	/* Back to what was read before the seek: still right. */
+	check_read(1 * MIB, 0);
+}
+
+/* A connection dropped mid-stream: the next request starts at the first incomplete block. */
+static void test_stream_drop_resumes(void **state)
+{
+	const size_t size = 8 * MIB;
+	struct rs_get g, g2;
+	unsigned s, s2;
+
+	RS.cut_min_len = 64 * KIB;
+	RS.cut_after = 1 * MIB + 1000; /* 16 blocks and 1000 bytes of the 17th */
+	test_log_capture_start(LOG_LEVEL_WARN);
+	open_stream_cache(size, 5000);
+	for (uint64_t off = 0; off < size; off += 32 * KIB)
+		check_read(32 * KIB, off);
+	test_log_capture_stop();
+	s = find_stream_get(0);
+	assert_int_not_equal(s, UINT_MAX);
+	g = rs_get_copy(s);
+	s2 = find_stream_get(s + 1);
+	assert_int_not_equal(s2, UINT_MAX);
+	g2 = rs_get_copy(s2);
+	assert_int_equal(g.sent, 1 * MIB + 1000);
+	assert_int_equal(g2.start, g.start + 16 * 64 * KIB);
+	assert_true(test_log_has("attempt 2 of 3"));
+}
+
+/* The blob changed while streaming (a dropped connection, and the retry finds another ETag):
+ * what arrived before stays right, the rest fails with EIO naming the change, no retries. */
+static void test_stream_etag_change(void **state)
+{
+	const size_t size = 8 * MIB;
+	uint8_t buf[32 * KIB];
+	struct skr_error err = {0};
+	uint64_t off;
+	struct rs_get g;
+	unsigned s;
+
+	RS.cut_min_len = 64 * KIB;
+	RS.cut_after = 1 * MIB + 1000;
+	snprintf(RS.cut_etag, sizeof(RS.cut_etag), "\"v2\"");
+	test_log_capture_start(LOG_LEVEL_WARN);
+	open_stream_cache(size, 5000);
+	for (off = 0; off < size; off += sizeof(buf)) {
+		ssize_t n = block_cache_read(W.cache, buf, sizeof(buf), off, &err);
+
+		if (n < 0)
+			break;
+		assert_int_equal(n, sizeof(buf));
+		assert_memory_equal(buf, W.data + off, sizeof(buf));
+	}
+	test_log_capture_stop();
+	assert_true(off < size);
+	assert_int_equal(err.code, -EIO);
+	assert_non_null(strstr(err.msg, "blob changed since it was opened"));
+	s = find_stream_get(0);
+	assert_int_not_equal(s, UINT_MAX);
+	g = rs_get_copy(s);
+	/* The 16 blocks that arrived whole were served. */
+	assert_true(off >= g.start + 16 * 64 * KIB);
+	/* 412 is final: never retried (a read of the range may try once more, read-ahead too). */
+	for (unsigned i = s + 1; i < rs_gets(); i++)
+		for (unsigned j = i + 1; j < rs_gets(); j++) {
+			struct rs_get a = rs_get_copy(i), b = rs_get_copy(j);
+
+			if (a.sent == 0 && b.sent == 0 && a.start == b.start && a.end == b.end)
+				fail_msg("bytes %llu-%llu asked for again after a 412",
+				         (unsigned long long)a.start, (unsigned long long)a.end);
+		}
+}
+
+/* Teardown while the stream waits for a silent server returns promptly (and leaks nothing:
+ * the sanitizer build checks). */
+static void test_stream_teardown(void **state)
+{
+	const size_t size = 8 * MIB;
+	unsigned s;
+	long t0, took;
+
+	RS.cut_min_len = 64 * KIB;
+	RS.cut_after = 512 * KIB + 1000;
+	RS.cut_stall = true;
+	open_stream_cache(size, 20000);
+	for (uint64_t off = 0; off < 256 * KIB; off += 64 * KIB)
+		check_read(64 * KIB, off);
+	s = find_stream_get(0);
+	assert_int_not_equal(s, UINT_MAX);
+	/* Let the stream reach the stall. */
+	for (int i = 0; i < 200 && rs_get_copy(s).sent < RS.cut_after; i++)
+		usleep(10 * 1000);
+	assert_int_equal(rs_get_copy(s).sent, RS.cut_after);
+	t0 = now_ms();
+	block_cache_free(W.cache);
+	W.cache = NULL;
+	took = now_ms() - t0;
+	if (took > 3000)
+		fail_msg("teardown took %ld ms with the stream waiting for the server", took);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -605,6 +1106,11 @@ int main(void)
 	        cmocka_unit_test_teardown(test_write_refused, teardown),
 	        cmocka_unit_test_teardown(test_bad_options, teardown),
 	        cmocka_unit_test_teardown(test_defaults_and_empty_blob, teardown),
+	        cmocka_unit_test_teardown(test_stream_sequential, stream_teardown),
+	        cmocka_unit_test_teardown(test_stream_seek_abandons, stream_teardown),
+	        cmocka_unit_test_teardown(test_stream_drop_resumes, stream_teardown),
+	        cmocka_unit_test_teardown(test_stream_etag_change, stream_teardown),
+	        cmocka_unit_test_teardown(test_stream_teardown, stream_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, NULL);

@@ -5,7 +5,10 @@
  * publication (atomic: an observer never sees the path missing), unpublish, and the stale
  * cleanup after a "crash". The parent of a mount point is writable by the app: symlinks planted
  * there (at the hidden directory, at a parent component, or swapped in while mounting) are
- * refused, and nothing is ever mounted, created, unmounted or removed behind them.
+ * refused, and nothing is ever mounted, created, unmounted or removed behind them. Once mounted
+ * and published, the pipeline's teardown goes through held descriptors (mount_internal.h): the
+ * app renaming the parent away or swapping a component for a symlink neither blocks it nor
+ * redirects it to something that is not ours.
  *
  * Needs root and loop devices. The test runs in its own mount namespace, so whatever it mounts
  * disappears with it even if it dies; its loop devices are attached with autoclear, so they
@@ -28,6 +31,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -38,6 +42,7 @@
 #include "encfs.h"
 #include "fileio.h"
 #include "log.h"
+#include "mount_internal.h"
 #include "test_atexit.h"
 #include "test_fs.h"
 #include "test_proc.h"
@@ -803,6 +808,232 @@ static void test_cleanup_stale(void **state)
 	assert_int_equal(encfs_cleanup_stale(work, "", mps, 1, &err), -EINVAL);
 }
 
+static void assert_link_text(const char *path, const char *want)
+{
+	char text[512];
+	ssize_t n = readlink(path, text, sizeof(text) - 1);
+
+	assert_true(n > 0);
+	text[n] = '\0';
+	assert_string_equal(text, want);
+}
+
+/*
+ * After publication the app swaps a component of a nested mount point (…/remote/a/b, the app
+ * owning …/remote/a) for a symlink to a victim that looks like ours: a hidden directory with a
+ * mount on it and a "b" -> ".filesystem-6" symlink. Teardown through the held descriptors
+ * unmounts our mount and removes our symlink where they now are; the victim stays as it was.
+ */
+static void test_held_teardown_component_swapped(void **state)
+{
+	static const struct {
+		const char *swapped; /* the component replaced by a symlink to swap/victim */
+		const char *decoy;   /* where the old paths of ours now lead */
+	} cases[] = {
+	        {"swap/remote/a", "swap/victim"}, /* the mount point's parent */
+	        {"swap/remote", "swap/victim/a"}, /* a component above it */
+	};
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	for (size_t i = 0; i < ELEMENTSOF(cases); i++) {
+		struct encfs_mount_hold h = ENCFS_MOUNT_HOLD_INIT;
+		_cleanup_free_ char *top = tmp_path("swap");
+		_cleanup_free_ char *parent = tmp_path("swap/remote/a");
+		_cleanup_free_ char *target = tmp_path("swap/remote/a/.filesystem-6");
+		_cleanup_free_ char *mp = tmp_path("swap/remote/a/b");
+		_cleanup_free_ char *swapped = tmp_path(cases[i].swapped);
+		_cleanup_free_ char *victim = tmp_path("swap/victim");
+		_cleanup_free_ char *v_hidden = NULL, *v_link = NULL, *v_keep = NULL;
+		_cleanup_free_ char *moved = NULL, *m_target = NULL, *m_mp = NULL;
+		struct skr_error err = {0};
+		char dev[32];
+		int fd;
+
+		print_message("swapped: %s\n", cases[i].swapped);
+		assert_true(asprintf(&v_hidden, "%s/%s/.filesystem-6", tmpdir, cases[i].decoy) > 0);
+		assert_true(asprintf(&v_link, "%s/%s/b", tmpdir, cases[i].decoy) > 0);
+		assert_true(asprintf(&v_keep, "%s/%s/keep", tmpdir, cases[i].decoy) > 0);
+		assert_int_equal(mkdir_p(parent, 0755), 0);
+		fd = loop_attach("ro.img", dev);
+		assert_true(fd >= 0);
+		assert_int_equal(encfs_mount_ext4_held(dev, target, false, &h, &err), 0);
+		close(fd);
+		assert_int_equal(encfs_publish_held(&h, mp, &err), 0);
+		assert_link_text(mp, ".filesystem-6");
+		read_hello(mp);
+
+		/* The victim: a mount, a symlink with our text and a file, all someone else's. */
+		assert_int_equal(mkdir_p(v_hidden, 0755), 0);
+		assert_int_equal(mount("tmpfs", v_hidden, "tmpfs", 0, "size=1m"), 0);
+		assert_int_equal(symlink(".filesystem-6", v_link), 0);
+		assert_int_equal(write_file_atomic(v_keep, "x", 1, 0644), 0);
+		/* Our directories move aside, a symlink takes the component's name. */
+		assert_true(asprintf(&moved, "%s-old", swapped) > 0);
+		assert_int_equal(rename(swapped, moved), 0);
+		assert_int_equal(symlink(victim, swapped), 0);
+		assert_true(asprintf(&m_target, "%s%s", moved, target + strlen(swapped)) > 0);
+		assert_true(asprintf(&m_mp, "%s%s", moved, mp + strlen(swapped)) > 0);
+		assert_true(is_mounted(m_target));
+		/* The old paths now lead to the decoy: the victim's mount and symlink. */
+		assert_true(is_mounted(v_hidden));
+		assert_true(is_symlink(mp));
+		read_hello(m_mp);
+		/* The path-based teardown refuses the symlink: the mount would stay. */
+		assert_int_equal(encfs_unpublish(target, mp, &err), -ELOOP);
+		assert_true(is_mounted(m_target));
+
+		skr_error_clear(&err);
+		assert_int_equal(encfs_unpublish_held(&h, 0, &err), 0);
+		assert_int_equal(h.target_fd, -1);
+		/* Ours: unmounted, symlink and hidden directory gone where they had moved. */
+		assert_false(is_mounted(m_target));
+		assert_int_equal(faccessat(AT_FDCWD, m_mp, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+		assert_int_equal(errno, ENOENT);
+		assert_int_equal(access(m_target, F_OK), -1);
+		assert_int_equal(errno, ENOENT);
+		/* Not ours: untouched. */
+		assert_true(is_symlink(swapped));
+		assert_true(is_mounted(v_hidden));
+		assert_link_text(v_link, ".filesystem-6");
+		assert_int_equal(access(v_keep, F_OK), 0);
+
+		assert_int_equal(umount2(v_hidden, 0), 0);
+		assert_true(nothing_mounted_below(top));
+		assert_int_equal(test_fs_rm_rf(top), 0);
+	}
+}
+
+/*
+ * The app renames the mount point's parent into another directory while a file in the mount is
+ * open: teardown still unmounts ours (lazily, after the wait) and removes our symlink and hidden
+ * directory where they now live. A symlink the app puts in place of ours (same text, another
+ * inode) is not ours and stays.
+ */
+static void test_held_teardown_parent_renamed(void **state)
+{
+	struct encfs_mount_hold h = ENCFS_MOUNT_HOLD_INIT;
+	_cleanup_free_ char *top = tmp_path("renamed");
+	_cleanup_free_ char *parent = tmp_path("renamed/remote/a");
+	_cleanup_free_ char *target = tmp_path("renamed/remote/a/.filesystem-7");
+	_cleanup_free_ char *mp = tmp_path("renamed/remote/a/b");
+	_cleanup_free_ char *elsewhere = tmp_path("renamed/elsewhere");
+	_cleanup_free_ char *moved = tmp_path("renamed/elsewhere/a");
+	_cleanup_free_ char *m_target = tmp_path("renamed/elsewhere/a/.filesystem-7");
+	_cleanup_free_ char *m_mp = tmp_path("renamed/elsewhere/a/b");
+	_cleanup_free_ char *m_file = tmp_path("renamed/elsewhere/a/b/hello.txt");
+	_cleanup_free_ char *tmp_link = tmp_path("renamed/elsewhere/a/app-link");
+	struct skr_error err = {0};
+	char dev[32];
+	int fd, held;
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	assert_int_equal(mkdir_p(parent, 0755), 0);
+	assert_int_equal(mkdir_p(elsewhere, 0755), 0);
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+	assert_int_equal(encfs_mount_ext4_held(dev, target, false, &h, &err), 0);
+	close(fd);
+	assert_int_equal(encfs_publish_held(&h, mp, &err), 0);
+
+	/* Renamed away; the old path no longer exists at all. */
+	assert_int_equal(rename(parent, moved), 0);
+	assert_int_equal(access(parent, F_OK), -1);
+	assert_true(is_mounted(m_target));
+	read_hello(m_mp);
+	held = open(m_file, O_RDONLY | O_CLOEXEC);
+	assert_true(held >= 0);
+
+	assert_int_equal(encfs_unpublish_held(&h, 200, &err), 0);
+	close(held);
+	assert_false(is_mounted(m_target));
+	assert_int_equal(faccessat(AT_FDCWD, m_mp, F_OK, AT_SYMLINK_NOFOLLOW), -1);
+	assert_int_equal(access(m_target, F_OK), -1);
+	assert_int_equal(access(moved, F_OK), 0);
+	assert_true(nothing_mounted_below(top));
+
+	/* Again, and the app replaces our symlink with its own equal one: that one stays. */
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+	assert_int_equal(encfs_mount_ext4_held(dev, m_target, false, &h, &err), 0);
+	close(fd);
+	assert_int_equal(encfs_publish_held(&h, m_mp, &err), 0);
+	assert_int_equal(symlink(".filesystem-7", tmp_link), 0);
+	assert_int_equal(rename(tmp_link, m_mp), 0);
+	assert_int_equal(encfs_unpublish_held(&h, 0, &err), 0);
+	assert_false(is_mounted(m_target));
+	assert_link_text(m_mp, ".filesystem-7");
+	assert_int_equal(access(m_target, F_OK), -1);
+	assert_true(nothing_mounted_below(top));
+	assert_int_equal(test_fs_rm_rf(top), 0);
+}
+
+/*
+ * In another mount namespace (the app's, when the mount does not propagate there) the hidden
+ * directory is no mount point, so the app can rename it and make a new one under its name.
+ * Run as such an app: a child in a namespace of its own, where the mount is detached first.
+ */
+static int app_replace_dir(const char *dir, const char *aside)
+{
+	pid_t pid = fork();
+	int status;
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		if (unshare(CLONE_NEWNS) < 0 || umount2(dir, MNT_DETACH) < 0 ||
+		    rename(dir, aside) < 0 || mkdir(dir, 0755) < 0)
+			_exit(1);
+		_exit(0);
+	}
+	if (waitpid(pid, &status, 0) < 0)
+		return -errno;
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -EIO;
+}
+
+/*
+ * The hidden directory moved aside within its parent and a new one made under its name (by the
+ * app, in its own namespace): the moved one is still unmounted here (the mount is ours, wherever
+ * it went) and left where it is; the new one under the old name is not ours and stays.
+ */
+static void test_held_teardown_target_replaced(void **state)
+{
+	struct encfs_mount_hold h = ENCFS_MOUNT_HOLD_INIT;
+	_cleanup_free_ char *top = tmp_path("replaced");
+	_cleanup_free_ char *target = tmp_path("replaced/remote/.filesystem-8");
+	_cleanup_free_ char *aside = tmp_path("replaced/remote/aside");
+	_cleanup_free_ char *mp = tmp_path("replaced/remote/data");
+	struct skr_error err = {0};
+	struct stat st;
+	char dev[32];
+	int fd;
+
+	(void)state;
+	REQUIRE_AVAILABLE();
+	fd = loop_attach("ro.img", dev);
+	assert_true(fd >= 0);
+	assert_int_equal(encfs_mount_ext4_held(dev, target, false, &h, &err), 0);
+	close(fd);
+	assert_int_equal(encfs_publish_held(&h, mp, &err), 0);
+	/* Here a mount point cannot be renamed; in the app's namespace it can. */
+	assert_int_equal(rename(target, aside), -1);
+	assert_int_equal(errno, EBUSY);
+	assert_int_equal(app_replace_dir(target, aside), 0);
+	assert_true(is_mounted(aside));
+	assert_false(is_mounted(target));
+
+	assert_int_equal(encfs_unpublish_held(&h, 0, &err), 0);
+	assert_true(nothing_mounted_below(top));
+	assert_int_equal(lstat(target, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	assert_int_equal(lstat(aside, &st), 0);
+	assert_true(S_ISDIR(st.st_mode));
+	/* Our symlink (to ".filesystem-8", now the app's directory) is gone all the same. */
+	assert_int_equal(lstat(mp, &st), -1);
+	assert_int_equal(test_fs_rm_rf(top), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -817,6 +1048,9 @@ int main(void)
 	        cmocka_unit_test(test_symlink_in_parent),
 	        cmocka_unit_test(test_cleanup_stale_planted),
 	        cmocka_unit_test(test_symlink_swapped_while_mounting),
+	        cmocka_unit_test(test_held_teardown_component_swapped),
+	        cmocka_unit_test(test_held_teardown_parent_renamed),
+	        cmocka_unit_test(test_held_teardown_target_replaced),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

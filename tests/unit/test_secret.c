@@ -173,10 +173,35 @@ static void test_path_join(void **state)
 	assert_int_equal(mkdir_p("", 0700), -EINVAL);
 }
 
+static void test_secure_buf_append(void **state)
+{
+	char *buf = NULL;
+	size_t len = 0, cap = 0;
+	char chunk[700];
+
+	(void)state;
+	memset(chunk, 'z', sizeof(chunk));
+	assert_int_equal(secure_buf_append(&buf, &len, &cap, "ab", 2), 0);
+	assert_string_equal(buf, "ab");
+	for (int i = 0; i < 5; i++) /* grows past the first capacity several times */
+		assert_int_equal(secure_buf_append(&buf, &len, &cap, chunk, sizeof(chunk)), 0);
+	assert_int_equal(len, 2 + 5 * sizeof(chunk));
+	assert_true(cap > len);
+	assert_int_equal(buf[len], '\0');
+	assert_int_equal(buf[len - 1], 'z');
+	assert_int_equal(secure_buf_append(&buf, &len, &cap, "", 0), 0);
+	assert_int_equal(len, 2 + 5 * sizeof(chunk));
+	/* a length that cannot fit is refused, the buffer unchanged */
+	assert_int_equal(secure_buf_append(&buf, &len, &cap, chunk, SIZE_MAX - 1), -ENOMEM);
+	assert_int_equal(len, 2 + 5 * sizeof(chunk));
+	secure_free(buf, cap);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	        cmocka_unit_test(test_secret_alloc_copy_free),
+	        cmocka_unit_test(test_secure_buf_append),
 	        cmocka_unit_test(test_secret_zero_length),
 	        cmocka_unit_test(test_secret_is_locked_when_allowed),
 	        cmocka_unit_test(test_error_keeps_first_reason),

@@ -1122,6 +1122,12 @@ static void test_allowlists(void **state)
 	        {"https://Vault.Example:443/", false, true},
 	        {"vault.example:8443", false, false},
 	        {"vault.example/keys", false, false},
+	        /* "://" after the first '/' is part of the path, not a scheme (fuzzer find: the
+	         * stored spelling must be allowed as written) */
+	        {"maa.path/a://b", true, false},
+	        {"https://maa.path/a://b/", true, false},
+	        {"maa.path/a:/b", false, false},
+	        {"ftp://maa.path/a://b", false, false},
 	        /* the filesystem's own endpoints are always allowed */
 	        {"sharedeus2.eus2.attest.azure.net", true, false},
 	        {"myvault.vault.azure.net", false, true},
@@ -1132,7 +1138,8 @@ static void test_allowlists(void **state)
 
 	(void)state;
 	assert_int_equal(parse_skr("{\"allowed_endpoints\":{\"attestation\":[\"maa.example\","
-	                           "\"https://127.0.0.1:8443\",\"[::1]:9443\"],\"key_vault\":["
+	                           "\"https://127.0.0.1:8443\",\"[::1]:9443\",\"maa.path/a://"
+	                           "b\"],\"key_vault\":["
 	                           "\"VAULT.example:443\"]}}",
 	                           &c, &err),
 	                 0);

@@ -181,9 +181,14 @@ scenario_args=()
 for s in "${only[@]}"; do
 	scenario_args+=(--scenario "$s:$here/scenarios/e2e-$s.sh")
 done
-# Sanitizer builds: the options meson gives the tests apply in the guest too.
+# Sanitizer builds: the options meson gives the tests apply in the guest too. Allocation stacks
+# are unwound fully there: a leak inside a library without frame pointers (libcrypto) otherwise
+# shows two frames and cannot be traced to our caller.
 for v in ASAN_OPTIONS UBSAN_OPTIONS; do
-	[ -z "${!v:-}" ] || env_args+=(--env "$v=${!v}")
+	val=${!v:-}
+	[ -n "$val" ] || continue
+	[ "$v" != ASAN_OPTIONS ] || val="$val:fast_unwind_on_malloc=0:malloc_context_size=40"
+	env_args+=(--env "$v=$val")
 done
 e2e_initramfs_args
 "$here/build-initramfs.sh" --kernel-dir "$kernel" --output "$work/initrd.gz" \
@@ -194,6 +199,21 @@ e2e_initramfs_args
 
 echo "== boot"
 e2e_forwards
+rc=0
 "$here/run-guest.sh" --kernel-dir "$kernel" --initrd "$work/initrd.gz" --memory 1024 \
 	--log "$build/meson-logs/vm-e2e.serial.log" --drive "$work/needles.img:ro" \
-	"${e2e_forward_args[@]}" --timeout 840
+	"${e2e_forward_args[@]}" --timeout 840 || rc=$?
+# The guest has no symbolizer: a sanitizer report's frames are "(binary+0xoffset)". Resolve them
+# here against the same files (the sidecar from this build, libraries from this host).
+if [ $rc -ne 0 ] && grep -q 'Sanitizer' "$build/meson-logs/vm-e2e.serial.log" &&
+	command -v llvm-symbolizer >/dev/null; then
+	echo "== sanitizer frames, symbolized on the host"
+	grep -oE '\((/[^ +()]+)\+0x[0-9a-f]+\)' "$build/meson-logs/vm-e2e.serial.log" |
+		tr -d '()' | sort -u | while IFS=+ read -r obj off; do
+			[ "$obj" = /usr/bin/confidential-sidecar ] && obj=$sidecar
+			[ -f "$obj" ] || continue
+			printf '%s+%s: %s\n' "${obj##*/}" "$off" \
+				"$(llvm-symbolizer --obj="$obj" "$off" | head -2 | paste -sd' ')"
+		done
+fi
+exit $rc

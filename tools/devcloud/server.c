@@ -20,6 +20,7 @@
 
 #include "cleanup.h"
 #include "devcloud.h"
+#include "http_body.h"
 #include "log.h"
 #include "secret.h"
 
@@ -34,11 +35,8 @@
 #define MAX_KV DEVCLOUD_MAX_HEADERS
 /* A logged path is cut here (escaped, a byte may take three characters). */
 #define LOG_PATH_MAX 512
-/*
- * How much of a body over --max-body is drained (never stored) so that the client can read the
- * 413: libmicrohttpd cannot answer mid-upload, and an answer sent while the client still
- * writes is often lost to a connection reset. A connection sending more is dropped.
- */
+/* How much of a body over --max-body is drained to answer 413 (common/http_body.h): this many
+ * times the limit. */
 #define DISCARD_FACTOR 4
 
 struct devcloud_server {
@@ -50,11 +48,7 @@ struct devcloud_server {
 
 struct conn_state {
 	struct timespec start;
-	char *body;
-	size_t len, cap;
-	size_t received;
-	size_t announced;
-	bool too_large;
+	struct http_body body;
 };
 
 int devcloud_listen_parse(const char *s, int *family, uint8_t addr[16], struct skr_error *err)
@@ -211,11 +205,9 @@ static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection
 	struct devcloud_request req = {
 	        .method = method,
 	        .path = url,
-	        .body = st->body ? st->body : "",
-	        .body_len = st->len,
-	        .content_length = st->too_large ? (st->received > st->announced ? st->received
-	                                                                        : st->announced)
-	                                        : st->len,
+	        .body = st->body.data ? st->body.data : "",
+	        .body_len = st->body.len,
+	        .content_length = http_body_size(&st->body),
 	};
 	int r;
 
@@ -255,22 +247,6 @@ static enum MHD_Result answer(struct devcloud_server *srv, struct MHD_Connection
 	return send_response(conn, method, url, st, &resp);
 }
 
-/*
- * A body over the limit is never buffered. Whether it is even received depends on the client:
- * one that waits for "100 Continue" gets the 413 at once and sends nothing. One that is already
- * sending would see a connection reset instead of the answer if devcloud replied and closed
- * mid-upload, so a body up to DISCARD_FACTOR times the limit is drained (discarded) first; a
- * larger one is answered at once, reset or not.
- */
-static bool answer_early(struct MHD_Connection *conn, const struct conn_state *st, size_t max)
-{
-	const char *expect = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect");
-
-	if (expect && strcasecmp(expect, "100-continue") == 0)
-		return true;
-	return st->announced / DISCARD_FACTOR > max;
-}
-
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
@@ -278,70 +254,30 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
 	struct devcloud_server *srv = cls;
 	struct conn_state *st = *con_cls;
 	size_t max = srv->dc->max_body;
+	int r;
 
 	(void)version;
 	if (!st) {
-		const char *cl;
-
 		st = calloc(1, sizeof(*st));
 		if (!st)
 			return MHD_NO;
 		clock_gettime(CLOCK_MONOTONIC, &st->start);
+		http_body_init(&st->body, max, max * DISCARD_FACTOR);
 		*con_cls = st;
-		cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
-		                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
-		if (cl) {
-			char *end;
-			unsigned long long n;
-
-			errno = 0;
-			n = strtoull(cl, &end, 10);
-			if (errno == 0 && end != cl && *end == '\0') {
-				st->announced = n > SIZE_MAX ? SIZE_MAX : (size_t)n;
-				if (st->announced > max) {
-					st->too_large = true;
-					if (answer_early(conn, st, max))
-						return answer(srv, conn, url, method, st);
-				}
-			}
-		}
+		if (http_body_announce(
+		            &st->body,
+		            MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+		                                        MHD_HTTP_HEADER_CONTENT_LENGTH),
+		            MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Expect")))
+			return answer(srv, conn, url, method, st);
 		return MHD_YES;
 	}
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 
 		*upload_data_size = 0;
-		st->received += n;
-		if (st->too_large || st->len + n > max) {
-			st->too_large = true;
-			if (st->body)
-				secure_free(st->body, st->cap);
-			st->cap = 0;
-			st->body = NULL;
-			st->len = 0;
-			return st->received / DISCARD_FACTOR > max ? MHD_NO : MHD_YES;
-		}
-		if (st->len + n + 1 > st->cap) {
-			size_t cap = st->cap ? st->cap : 4096;
-			char *nb;
-
-			while (cap < st->len + n + 1)
-				cap *= 2;
-			/* Not realloc: the old buffer is erased, never left behind. */
-			nb = malloc(cap);
-			if (!nb)
-				return MHD_NO;
-			if (st->body) {
-				memcpy(nb, st->body, st->len);
-				secure_free(st->body, st->cap);
-			}
-			st->body = nb;
-			st->cap = cap;
-		}
-		memcpy(st->body + st->len, upload_data, n);
-		st->len += n;
-		st->body[st->len] = '\0';
-		return MHD_YES;
+		r = http_body_receive(&st->body, upload_data, n);
+		return r == 0 || r == -E2BIG ? MHD_YES : MHD_NO;
 	}
 	return answer(srv, conn, url, method, st);
 }
@@ -357,8 +293,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (!st)
 		return;
 	/* Bodies carry private keys (imports) and tokens: erased, not just freed. */
-	if (st->body)
-		secure_free(st->body, st->cap);
+	http_body_erase(&st->body);
 	free(st);
 	*con_cls = NULL;
 }
