@@ -24,6 +24,7 @@
 #include "blob_internal.h"
 #include "block_cache_internal.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "encfs.h"
 #include "log.h"
 
@@ -732,15 +733,8 @@ static void *stream_next(void *userdata, size_t *len)
 		if (b)
 			break; /* far ahead (or behind): a new request starts there */
 		/* Every assigned block is filled: wait for the reader to read on. */
-		if (deadline.tv_sec == 0) {
-			clock_gettime(CLOCK_MONOTONIC, &deadline);
-			deadline.tv_sec += STREAM_IDLE_MS / 1000;
-			deadline.tv_nsec += (STREAM_IDLE_MS % 1000) * 1000000L;
-			if (deadline.tv_nsec >= 1000000000L) {
-				deadline.tv_sec++;
-				deadline.tv_nsec -= 1000000000L;
-			}
-		}
+		if (deadline.tv_sec == 0)
+			deadline = deadline_after_ms(CLOCK_MONOTONIC, STREAM_IDLE_MS);
 		if (pthread_cond_timedwait(&c->st.cond, &c->lock, &deadline) == ETIMEDOUT &&
 		    !c->st.head)
 			break; /* the reader stopped: drop the request */

@@ -35,6 +35,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "crypt_lock.h"
 #include "log.h"
 
 DEFINE_CLEANUP_FUNC(struct libmnt_table *, mnt_unref_table)
@@ -454,6 +455,7 @@ static void release_loop(const char *loop)
 
 static int close_mapping(const char *name, uint32_t flags)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	int r = crypt_init_by_name(&cd, name);
 

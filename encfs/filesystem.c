@@ -32,6 +32,7 @@
 
 #include "bytes.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "fileio.h"
 #include "log.h"
 #include "secret.h"
@@ -561,7 +562,6 @@ int encfs_fs_unmount(struct encfs_fs *fs, unsigned timeout_ms, struct skr_error 
 {
 	struct unmount_job *job;
 	pthread_condattr_t ca;
-	pthread_attr_t ta;
 	pthread_t thread;
 	struct timespec until;
 	char mount_point[512];
@@ -590,10 +590,13 @@ int encfs_fs_unmount(struct encfs_fs *fs, unsigned timeout_ms, struct skr_error 
 	index = fs->index;
 	snprintf(mount_point, sizeof(mount_point), "%s", fs->mount_point);
 
-	pthread_attr_init(&ta);
-	pthread_attr_setdetachstate(&ta, PTHREAD_CREATE_DETACHED);
-	r = pthread_create(&thread, &ta, unmount_thread, job);
-	pthread_attr_destroy(&ta);
+	/*
+	 * Joinable, and joined when it finishes in time: a thread still exiting runs OpenSSL's and
+	 * libcryptsetup's thread-local destructors, which must not race the process's exit (it
+	 * frees their global state; under ASan the race showed as a leak of libcrypto's tables).
+	 * Only a teardown that overruns its bound is detached and left to finish on its own.
+	 */
+	r = pthread_create(&thread, NULL, unmount_thread, job);
 	if (r != 0) {
 		unmount_job_free(job);
 		r = fs_teardown(fs, now_ms() + timeout_ms, err);
@@ -601,13 +604,7 @@ int encfs_fs_unmount(struct encfs_fs *fs, unsigned timeout_ms, struct skr_error 
 		return r;
 	}
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
+	until = deadline_after_ms(CLOCK_MONOTONIC, timeout_ms);
 	pthread_mutex_lock(&job->lock);
 	while (!job->done)
 		if (pthread_cond_timedwait(&job->cond, &job->lock, &until) == ETIMEDOUT)
@@ -616,12 +613,14 @@ int encfs_fs_unmount(struct encfs_fs *fs, unsigned timeout_ms, struct skr_error 
 		stage = job->fs->stage ? job->fs->stage : "start";
 		job->abandoned = true;
 		pthread_mutex_unlock(&job->lock);
+		pthread_detach(thread);
 		return skr_error_set(err, -ETIMEDOUT,
 		                     "filesystem %u (%s): unmount still running after %u ms (at "
 		                     "\"%s\"); it goes on in the background",
 		                     index, mount_point, timeout_ms, stage);
 	}
 	pthread_mutex_unlock(&job->lock);
+	pthread_join(thread, NULL);
 	r = job->r;
 	if (r < 0 && err && !err->code)
 		*err = job->err;

@@ -19,6 +19,7 @@
 
 #include "bytes.h"
 #include "cleanup.h"
+#include "crypt_lock.h"
 #include "log.h"
 #include "secret.h"
 #include "skr.h"
@@ -302,6 +303,7 @@ static int load_and_unlock(const char *device, const struct secret *passphrase,
 int luks_check_passphrase(const char *device, const struct secret *passphrase,
                           struct skr_error *err)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	_cleanup_secret_ struct secret *vk = NULL;
 	struct crypt_log_capture cap = {{0}};
@@ -314,6 +316,7 @@ int luks_check_passphrase(const char *device, const struct secret *passphrase,
 int luks_open(const char *device, const char *name, const struct secret *passphrase, bool read_only,
               char **dm_path, struct skr_error *err)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	_cleanup_secret_ struct secret *vk = NULL;
 	struct crypt_log_capture cap = {{0}};
@@ -355,6 +358,7 @@ int luks_close(const char *name, struct skr_error *err)
 	if (r < 0)
 		return r;
 	for (int attempt = 1;; attempt++) {
+		CRYPT_SESSION_SCOPE; /* per attempt: not held while waiting between them */
 		_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 
 		r = crypt_init_by_name(&cd, name);

@@ -25,6 +25,7 @@
 
 #include "b64.h"
 #include "cleanup.h"
+#include "crypt_lock.h"
 #include "encfs.h"
 #include "log.h"
 
@@ -148,6 +149,7 @@ static int verity_uuid_from_salt(const uint8_t *salt, size_t len, char uuid[37])
 int verity_format(const char *path, uint64_t data_size, const char *salt_hex, char root_hash[65],
                   struct skr_error *err)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	_cleanup_close_ int fd = -1;
 	struct verity_log vlog = {{0}};
@@ -297,6 +299,7 @@ static int verity_load(const char *path, uint32_t flags, struct crypt_device **o
 int verity_open(const char *path, const char *name, const char *root_hash, char **dm_path,
                 struct skr_error *err)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	struct verity_log vlog = {{0}};
 	uint8_t root[VERITY_DIGEST_SIZE];
@@ -348,6 +351,7 @@ int verity_open(const char *path, const char *name, const char *root_hash, char 
 
 int verity_close(const char *name, struct skr_error *err)
 {
+	CRYPT_SESSION_SCOPE;
 	_cleanup_(crypt_freep) struct crypt_device *cd = NULL;
 	struct verity_log vlog = {{0}};
 	char why[300];

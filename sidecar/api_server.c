@@ -27,6 +27,7 @@
 
 #include "api.h"
 #include "cleanup.h"
+#include "deadline.h"
 #include "http_body.h"
 #include "log.h"
 #include "secret.h"
@@ -512,16 +513,10 @@ unsigned sidecar_api_server_in_flight(struct sidecar_api_server *srv)
 
 int sidecar_api_server_drain(struct sidecar_api_server *srv, long timeout_ms)
 {
-	struct timespec deadline;
+	struct timespec deadline =
+	        deadline_after_ms(CLOCK_REALTIME, timeout_ms > 0 ? (unsigned long)timeout_ms : 0);
 	int r = 0;
 
-	clock_gettime(CLOCK_REALTIME, &deadline);
-	deadline.tv_sec += timeout_ms / 1000;
-	deadline.tv_nsec += (timeout_ms % 1000) * 1000000L;
-	if (deadline.tv_nsec >= 1000000000L) {
-		deadline.tv_sec++;
-		deadline.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&srv->lock);
 	while (atomic_load(&srv->in_flight) > 0 && r == 0)
 		if (pthread_cond_timedwait(&srv->idle_cond, &srv->lock, &deadline) == ETIMEDOUT)

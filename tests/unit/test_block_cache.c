@@ -35,6 +35,7 @@
 #include <openssl/rand.h>
 
 #include "cleanup.h"
+#include "deadline.h"
 #include "encfs.h"
 #include "test_fs.h"
 #include "test_log.h"
@@ -901,16 +902,9 @@ static unsigned find_stream_get(unsigned from)
 /* Wait (up to @ms) until GET @i has been answered or given up on. */
 static bool rs_wait_done(unsigned i, unsigned ms)
 {
-	struct timespec until;
+	struct timespec until = deadline_after_ms(CLOCK_REALTIME, ms);
 	bool done;
 
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += ms / 1000;
-	until.tv_nsec += (long)(ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&RS.lock);
 	while (!RS.gets[i].done && pthread_cond_timedwait(&RS.cond, &RS.lock, &until) == 0)
 		;

@@ -96,28 +96,17 @@ static int new_guid(char out[37])
 	return 0;
 }
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static json_object *app_to_json(const struct devcloud_identity_app *a, bool with_subjects)
 {
 	_cleanup_json_ json_object *o = json_object_new_object();
 
-	if (!o || add(o, "client_id", json_object_new_string(a->client_id)) < 0 ||
-	    add(o, "object_id", json_object_new_string(a->object_id)) < 0)
+	if (!o || devcloud_json_add(o, "client_id", json_object_new_string(a->client_id)) < 0 ||
+	    devcloud_json_add(o, "object_id", json_object_new_string(a->object_id)) < 0)
 		return NULL;
 	if (with_subjects) {
 		json_object *subs = json_object_new_array();
 
-		if (add(o, "federated_subjects", subs) < 0)
+		if (devcloud_json_add(o, "federated_subjects", subs) < 0)
 			return NULL;
 		for (size_t i = 0; i < a->n_subjects; i++)
 			if (json_object_array_add(subs, json_object_new_string(a->subjects[i])) < 0)
@@ -131,15 +120,16 @@ json_object *devcloud_identity_to_json(const struct devcloud_identity *id)
 	_cleanup_json_ json_object *root = json_object_new_object();
 	json_object *managed = json_object_new_array(), *apps = json_object_new_array();
 
-	if (!root || add(root, "managed_identities", managed) < 0) {
+	if (!root || devcloud_json_add(root, "managed_identities", managed) < 0) {
 		json_object_put(apps);
 		return NULL;
 	}
-	if (add(root, "applications", apps) < 0 ||
-	    add(root, "version", json_object_new_int(DEVCLOUD_IDENTITY_VERSION)) < 0 ||
-	    add(root, "tenant_id", json_object_new_string(id->tenant_id)) < 0 ||
-	    add(root, "oidc_issuer", json_object_new_string(id->oidc_issuer)) < 0 ||
-	    add(root, "token_issuer", json_object_new_string(id->token_issuer)) < 0)
+	if (devcloud_json_add(root, "applications", apps) < 0 ||
+	    devcloud_json_add(root, "version", json_object_new_int(DEVCLOUD_IDENTITY_VERSION)) <
+	            0 ||
+	    devcloud_json_add(root, "tenant_id", json_object_new_string(id->tenant_id)) < 0 ||
+	    devcloud_json_add(root, "oidc_issuer", json_object_new_string(id->oidc_issuer)) < 0 ||
+	    devcloud_json_add(root, "token_issuer", json_object_new_string(id->token_issuer)) < 0)
 		return NULL;
 	for (size_t i = 0; i < id->n_managed; i++)
 		if (json_object_array_add(managed, app_to_json(&id->managed[i], false)) < 0)
@@ -173,16 +163,18 @@ int devcloud_identity_create(const char *path, struct skr_error *err)
 	if (asprintf(&oidc, OIDC_ISSUER_FMT, tenant) < 0)
 		oidc = NULL;
 	/* Every object goes into root first, so one put frees whatever was built. */
-	if (!root || add(root, "managed_identities", managed) < 0 ||
-	    add(root, "applications", apps) < 0 || json_object_array_add(managed, m0) < 0 ||
-	    json_object_array_add(apps, a0) < 0 || add(a0, "federated_subjects", subs) < 0 ||
-	    !oidc || add(root, "version", json_object_new_int(DEVCLOUD_IDENTITY_VERSION)) < 0 ||
-	    add(root, "tenant_id", json_object_new_string(tenant)) < 0 ||
-	    add(root, "oidc_issuer", json_object_new_string(oidc)) < 0 ||
-	    add(m0, "client_id", json_object_new_string(mi)) < 0 ||
-	    add(m0, "object_id", json_object_new_string(mi_oid)) < 0 ||
-	    add(a0, "client_id", json_object_new_string(app)) < 0 ||
-	    add(a0, "object_id", json_object_new_string(app_oid)) < 0 ||
+	if (!root || devcloud_json_add(root, "managed_identities", managed) < 0 ||
+	    devcloud_json_add(root, "applications", apps) < 0 ||
+	    json_object_array_add(managed, m0) < 0 || json_object_array_add(apps, a0) < 0 ||
+	    devcloud_json_add(a0, "federated_subjects", subs) < 0 || !oidc ||
+	    devcloud_json_add(root, "version", json_object_new_int(DEVCLOUD_IDENTITY_VERSION)) <
+	            0 ||
+	    devcloud_json_add(root, "tenant_id", json_object_new_string(tenant)) < 0 ||
+	    devcloud_json_add(root, "oidc_issuer", json_object_new_string(oidc)) < 0 ||
+	    devcloud_json_add(m0, "client_id", json_object_new_string(mi)) < 0 ||
+	    devcloud_json_add(m0, "object_id", json_object_new_string(mi_oid)) < 0 ||
+	    devcloud_json_add(a0, "client_id", json_object_new_string(app)) < 0 ||
+	    devcloud_json_add(a0, "object_id", json_object_new_string(app_oid)) < 0 ||
 	    json_object_array_add(subs, json_object_new_string(DEVCLOUD_DEFAULT_WORKLOAD_SUBJECT)) <
 	            0)
 		return skr_error_set(err, -ENOMEM, "identity.json: out of memory");
@@ -382,7 +374,8 @@ int devcloud_identity_state_init(const char *state_dir, json_object *summary, st
 	_cleanup_(EVP_PKEY_freep) EVP_PKEY *key = NULL;
 	int r = load_identity(state_dir, true, &id, &key, err);
 
-	if (r == 0 && summary && add(summary, "identity", devcloud_identity_to_json(&id)) < 0)
+	if (r == 0 && summary &&
+	    devcloud_json_add(summary, "identity", devcloud_identity_to_json(&id)) < 0)
 		r = skr_error_set(err, -ENOMEM, "out of memory");
 	devcloud_identity_clear(&id);
 	return r;
@@ -422,9 +415,9 @@ static int sign_token(EVP_PKEY *key, const char *kid, json_object *payload, char
 {
 	_cleanup_json_ json_object *header = json_object_new_object();
 
-	if (!header || add(header, "alg", json_object_new_string("RS256")) < 0 ||
-	    add(header, "typ", json_object_new_string("JWT")) < 0 ||
-	    add(header, "kid", json_object_new_string(kid)) < 0)
+	if (!header || devcloud_json_add(header, "alg", json_object_new_string("RS256")) < 0 ||
+	    devcloud_json_add(header, "typ", json_object_new_string("JWT")) < 0 ||
+	    devcloud_json_add(header, "kid", json_object_new_string(kid)) < 0)
 		return skr_error_set(err, -ENOMEM, "token: out of memory");
 	return devcloud_jws_sign(key, header, payload, out, err);
 }
@@ -436,18 +429,19 @@ int devcloud_access_token_issue(const struct devcloud *dc, const struct devcloud
 	_cleanup_json_ json_object *p = json_object_new_object();
 	_cleanup_free_ char *uti = NULL;
 
-	if (!p || random_id(&uti) < 0 || add(p, "aud", json_object_new_string(resource)) < 0 ||
-	    add(p, "iss", json_object_new_string(dc->identity.token_issuer)) < 0 ||
-	    add(p, "iat", json_object_new_int64(now)) < 0 ||
-	    add(p, "nbf", json_object_new_int64(now)) < 0 ||
-	    add(p, "exp", json_object_new_int64(now + lifetime)) < 0 ||
-	    add(p, "appid", json_object_new_string(who->client_id)) < 0 ||
-	    add(p, "oid", json_object_new_string(who->object_id)) < 0 ||
-	    add(p, "sub", json_object_new_string(who->object_id)) < 0 ||
-	    add(p, "tid", json_object_new_string(dc->identity.tenant_id)) < 0 ||
-	    add(p, "idtyp", json_object_new_string("app")) < 0 ||
-	    add(p, "uti", json_object_new_string(uti)) < 0 ||
-	    add(p, "ver", json_object_new_string("1.0")) < 0)
+	if (!p || random_id(&uti) < 0 ||
+	    devcloud_json_add(p, "aud", json_object_new_string(resource)) < 0 ||
+	    devcloud_json_add(p, "iss", json_object_new_string(dc->identity.token_issuer)) < 0 ||
+	    devcloud_json_add(p, "iat", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(p, "nbf", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(p, "exp", json_object_new_int64(now + lifetime)) < 0 ||
+	    devcloud_json_add(p, "appid", json_object_new_string(who->client_id)) < 0 ||
+	    devcloud_json_add(p, "oid", json_object_new_string(who->object_id)) < 0 ||
+	    devcloud_json_add(p, "sub", json_object_new_string(who->object_id)) < 0 ||
+	    devcloud_json_add(p, "tid", json_object_new_string(dc->identity.tenant_id)) < 0 ||
+	    devcloud_json_add(p, "idtyp", json_object_new_string("app")) < 0 ||
+	    devcloud_json_add(p, "uti", json_object_new_string(uti)) < 0 ||
+	    devcloud_json_add(p, "ver", json_object_new_string("1.0")) < 0)
 		return skr_error_set(err, -ENOMEM, "token: out of memory");
 	return sign_token(dc->identity_key, dc->identity_kid, p, token, err);
 }
@@ -551,14 +545,15 @@ int devcloud_federated_token(const char *state_dir, const char *subject, const c
 		subject = DEVCLOUD_DEFAULT_WORKLOAD_SUBJECT;
 	p = json_object_new_object();
 	if (!p || key_id(key, &kid) < 0 || random_id(&jti) < 0 ||
-	    add(p, "iss", json_object_new_string(id.oidc_issuer)) < 0 ||
-	    add(p, "sub", json_object_new_string(subject)) < 0 ||
-	    add(p, "aud",
-	        json_object_new_string(audience ? audience : DEVCLOUD_FEDERATED_AUDIENCE)) < 0 ||
-	    add(p, "iat", json_object_new_int64(now)) < 0 ||
-	    add(p, "nbf", json_object_new_int64(now)) < 0 ||
-	    add(p, "exp", json_object_new_int64(now + lifetime)) < 0 ||
-	    add(p, "jti", json_object_new_string(jti)) < 0)
+	    devcloud_json_add(p, "iss", json_object_new_string(id.oidc_issuer)) < 0 ||
+	    devcloud_json_add(p, "sub", json_object_new_string(subject)) < 0 ||
+	    devcloud_json_add(p, "aud",
+	                      json_object_new_string(audience ? audience
+	                                                      : DEVCLOUD_FEDERATED_AUDIENCE)) < 0 ||
+	    devcloud_json_add(p, "iat", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(p, "nbf", json_object_new_int64(now)) < 0 ||
+	    devcloud_json_add(p, "exp", json_object_new_int64(now + lifetime)) < 0 ||
+	    devcloud_json_add(p, "jti", json_object_new_string(jti)) < 0)
 		r = skr_error_set(err, -ENOMEM, "out of memory");
 	else
 		r = sign_token(key, kid, p, jwt, err);
@@ -584,13 +579,13 @@ static int oauth_error(struct devcloud_response *resp, unsigned status, const ch
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	if (!root || add(root, "error", json_object_new_string(error)) < 0 ||
-	    add(root, "error_description", json_object_new_string(msg)) < 0)
+	if (!root || devcloud_json_add(root, "error", json_object_new_string(error)) < 0 ||
+	    devcloud_json_add(root, "error_description", json_object_new_string(msg)) < 0)
 		return -ENOMEM;
 	if (code) {
 		json_object *codes = json_object_new_array();
 
-		if (add(root, "error_codes", codes) < 0 ||
+		if (devcloud_json_add(root, "error_codes", codes) < 0 ||
 		    json_object_array_add(codes, json_object_new_int(code)) < 0)
 			return -ENOMEM;
 	}
@@ -692,14 +687,14 @@ int devcloud_handle_imds_token(struct devcloud *dc, const struct devcloud_reques
 	snprintf(num[3], sizeof(num[3]), "%lld", (long long)now);
 	/* Numbers as strings: IMDS's documented (and quirky) shape. */
 	root = json_object_new_object();
-	if (!root || add(root, "access_token", json_object_new_string(token)) < 0 ||
-	    add(root, "client_id", json_object_new_string(who->client_id)) < 0 ||
-	    add(root, "expires_in", json_object_new_string(num[0])) < 0 ||
-	    add(root, "expires_on", json_object_new_string(num[1])) < 0 ||
-	    add(root, "ext_expires_in", json_object_new_string(num[2])) < 0 ||
-	    add(root, "not_before", json_object_new_string(num[3])) < 0 ||
-	    add(root, "resource", json_object_new_string(resource)) < 0 ||
-	    add(root, "token_type", json_object_new_string("Bearer")) < 0) {
+	if (!root || devcloud_json_add(root, "access_token", json_object_new_string(token)) < 0 ||
+	    devcloud_json_add(root, "client_id", json_object_new_string(who->client_id)) < 0 ||
+	    devcloud_json_add(root, "expires_in", json_object_new_string(num[0])) < 0 ||
+	    devcloud_json_add(root, "expires_on", json_object_new_string(num[1])) < 0 ||
+	    devcloud_json_add(root, "ext_expires_in", json_object_new_string(num[2])) < 0 ||
+	    devcloud_json_add(root, "not_before", json_object_new_string(num[3])) < 0 ||
+	    devcloud_json_add(root, "resource", json_object_new_string(resource)) < 0 ||
+	    devcloud_json_add(root, "token_type", json_object_new_string("Bearer")) < 0) {
 		secure_free(token, strlen(token));
 		return -ENOMEM;
 	}
@@ -928,10 +923,12 @@ int devcloud_handle_entra_token(struct devcloud *dc, const struct devcloud_reque
 	}
 	/* Numbers as numbers here (unlike IMDS). */
 	root = json_object_new_object();
-	if (!root || add(root, "token_type", json_object_new_string("Bearer")) < 0 ||
-	    add(root, "expires_in", json_object_new_int64(DEVCLOUD_ENTRA_TOKEN_LIFETIME)) < 0 ||
-	    add(root, "ext_expires_in", json_object_new_int64(DEVCLOUD_ENTRA_TOKEN_LIFETIME)) < 0 ||
-	    add(root, "access_token", json_object_new_string(token)) < 0) {
+	if (!root || devcloud_json_add(root, "token_type", json_object_new_string("Bearer")) < 0 ||
+	    devcloud_json_add(root, "expires_in",
+	                      json_object_new_int64(DEVCLOUD_ENTRA_TOKEN_LIFETIME)) < 0 ||
+	    devcloud_json_add(root, "ext_expires_in",
+	                      json_object_new_int64(DEVCLOUD_ENTRA_TOKEN_LIFETIME)) < 0 ||
+	    devcloud_json_add(root, "access_token", json_object_new_string(token)) < 0) {
 		secure_free(token, strlen(token));
 		return -ENOMEM;
 	}

@@ -176,51 +176,42 @@ static int unseal(const struct secret *key, const char *aad, const uint8_t *in, 
  * Metadata ⇄ key
  * ------------------------------------------------------------------------------------------- */
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 static json_object *metadata_json(const struct devcloud_kv_key *k)
 {
 	_cleanup_json_ json_object *m = json_object_new_object();
 	json_object *ops = json_object_new_array();
 	const struct devcloud_kv_import *imp = &k->imp;
 
-	if (!m || add(m, "ops", ops) < 0)
+	if (!m || devcloud_json_add(m, "ops", ops) < 0)
 		return NULL;
 	for (size_t i = 0; i < imp->n_key_ops; i++)
 		if (json_object_array_add(ops, json_object_new_string(imp->key_ops[i])) < 0)
 			return NULL;
-	if (add(m, "name", json_object_new_string(k->name)) < 0 ||
-	    add(m, "version", json_object_new_string(k->version)) < 0 ||
-	    add(m, "seq", json_object_new_int64((int64_t)k->seq)) < 0 ||
-	    add(m, "created", json_object_new_int64(k->created)) < 0 ||
-	    add(m, "updated", json_object_new_int64(k->updated)) < 0 ||
-	    add(m, "kty", json_object_new_string(devcloud_kv_kty_name(imp->kty, false))) < 0 ||
-	    add(m, "hsm", json_object_new_boolean(imp->hsm)) < 0 ||
-	    add(m, "bits", json_object_new_int((int)imp->bits)) < 0 ||
-	    add(m, "public", json_object_get(imp->public_jwk)) < 0 ||
-	    add(m, "exportable", json_object_new_boolean(imp->exportable)) < 0 ||
-	    add(m, "enabled", json_object_new_boolean(imp->enabled)) < 0)
+	if (devcloud_json_add(m, "name", json_object_new_string(k->name)) < 0 ||
+	    devcloud_json_add(m, "version", json_object_new_string(k->version)) < 0 ||
+	    devcloud_json_add(m, "seq", json_object_new_int64((int64_t)k->seq)) < 0 ||
+	    devcloud_json_add(m, "created", json_object_new_int64(k->created)) < 0 ||
+	    devcloud_json_add(m, "updated", json_object_new_int64(k->updated)) < 0 ||
+	    devcloud_json_add(m, "kty",
+	                      json_object_new_string(devcloud_kv_kty_name(imp->kty, false))) < 0 ||
+	    devcloud_json_add(m, "hsm", json_object_new_boolean(imp->hsm)) < 0 ||
+	    devcloud_json_add(m, "bits", json_object_new_int((int)imp->bits)) < 0 ||
+	    devcloud_json_add(m, "public", json_object_get(imp->public_jwk)) < 0 ||
+	    devcloud_json_add(m, "exportable", json_object_new_boolean(imp->exportable)) < 0 ||
+	    devcloud_json_add(m, "enabled", json_object_new_boolean(imp->enabled)) < 0)
 		return NULL;
-	if (imp->tags && add(m, "tags", json_object_get(imp->tags)) < 0)
+	if (imp->tags && devcloud_json_add(m, "tags", json_object_get(imp->tags)) < 0)
 		return NULL;
 	if (imp->has_policy) {
 		_cleanup_free_ char *data = NULL;
 		json_object *rp = json_object_new_object();
 
-		if (add(m, "release_policy", rp) < 0 ||
+		if (devcloud_json_add(m, "release_policy", rp) < 0 ||
 		    b64_encode(imp->policy_json, imp->policy_len, B64_URL_NOPAD, &data) < 0 ||
-		    add(rp, "contentType", json_object_new_string(imp->policy_content_type)) < 0 ||
-		    add(rp, "data", json_object_new_string(data)) < 0 ||
-		    add(rp, "immutable", json_object_new_boolean(imp->immutable)) < 0)
+		    devcloud_json_add(rp, "contentType",
+		                      json_object_new_string(imp->policy_content_type)) < 0 ||
+		    devcloud_json_add(rp, "data", json_object_new_string(data)) < 0 ||
+		    devcloud_json_add(rp, "immutable", json_object_new_boolean(imp->immutable)) < 0)
 			return NULL;
 	}
 	return TAKE_PTR(m);

@@ -202,17 +202,6 @@ int devcloud_vault_open(struct devcloud *dc, struct skr_error *err)
  * Request plumbing
  * ------------------------------------------------------------------------------------------- */
 
-static int add(json_object *obj, const char *key, json_object *v)
-{
-	if (!v)
-		return -ENOMEM;
-	if (json_object_object_add(obj, key, v) < 0) {
-		json_object_put(v);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* /keys/NAME[/VERSION][/OP]: segments after /keys/ (a trailing '/' ignored). */
 struct kv_path {
 	char name[DEVCLOUD_KV_NAME_MAX + 1];
@@ -336,46 +325,50 @@ static json_object *key_bundle(const struct devcloud_kv_key *k, const char *base
 	json_object *jwk = json_object_new_object(), *attrs = json_object_new_object();
 	const struct devcloud_kv_import *imp = &k->imp;
 
-	if (!root || add(root, "key", jwk) < 0) {
+	if (!root || devcloud_json_add(root, "key", jwk) < 0) {
 		json_object_put(attrs);
 		return NULL;
 	}
-	if (add(root, "attributes", attrs) < 0 ||
+	if (devcloud_json_add(root, "attributes", attrs) < 0 ||
 	    asprintf(&kid, "%s/keys/%s/%s", base, k->name, k->version) < 0) {
 		kid = NULL;
 		return NULL;
 	}
-	if (add(jwk, "kid", json_object_new_string(kid)) < 0 ||
-	    add(jwk, "kty", json_object_new_string(devcloud_kv_kty_name(imp->kty, imp->hsm))) < 0 ||
-	    add(jwk, "key_ops", string_array(imp->key_ops, imp->n_key_ops)) < 0)
+	if (devcloud_json_add(jwk, "kid", json_object_new_string(kid)) < 0 ||
+	    devcloud_json_add(jwk, "kty",
+	                      json_object_new_string(devcloud_kv_kty_name(imp->kty, imp->hsm))) <
+	            0 ||
+	    devcloud_json_add(jwk, "key_ops", string_array(imp->key_ops, imp->n_key_ops)) < 0)
 		return NULL;
 	json_object_object_foreach(imp->public_jwk, name, value)
 	{
-		if (add(jwk, name, json_object_get(value)) < 0)
+		if (devcloud_json_add(jwk, name, json_object_get(value)) < 0)
 			return NULL;
 	}
 	if (imp->kty == DEVCLOUD_KTY_OCT &&
-	    add(jwk, "key_size", json_object_new_int((int)imp->bits)) < 0)
+	    devcloud_json_add(jwk, "key_size", json_object_new_int((int)imp->bits)) < 0)
 		return NULL;
-	if (add(attrs, "enabled", json_object_new_boolean(imp->enabled)) < 0 ||
-	    add(attrs, "exportable", json_object_new_boolean(imp->exportable)) < 0 ||
-	    add(attrs, "created", json_object_new_int64(k->created)) < 0 ||
-	    add(attrs, "updated", json_object_new_int64(k->updated)) < 0 ||
-	    add(attrs, "recoveryLevel", json_object_new_string(RECOVERY_LEVEL)) < 0 ||
-	    add(attrs, "recoverableDays", json_object_new_int(RECOVERABLE_DAYS)) < 0)
+	if (devcloud_json_add(attrs, "enabled", json_object_new_boolean(imp->enabled)) < 0 ||
+	    devcloud_json_add(attrs, "exportable", json_object_new_boolean(imp->exportable)) < 0 ||
+	    devcloud_json_add(attrs, "created", json_object_new_int64(k->created)) < 0 ||
+	    devcloud_json_add(attrs, "updated", json_object_new_int64(k->updated)) < 0 ||
+	    devcloud_json_add(attrs, "recoveryLevel", json_object_new_string(RECOVERY_LEVEL)) < 0 ||
+	    devcloud_json_add(attrs, "recoverableDays", json_object_new_int(RECOVERABLE_DAYS)) < 0)
 		return NULL;
-	if (imp->tags ? add(root, "tags", json_object_get(imp->tags)) < 0
-	              : always_tags && add(root, "tags", json_object_new_object()) < 0)
+	if (imp->tags
+	            ? devcloud_json_add(root, "tags", json_object_get(imp->tags)) < 0
+	            : always_tags && devcloud_json_add(root, "tags", json_object_new_object()) < 0)
 		return NULL;
 	if (imp->has_policy) {
 		_cleanup_free_ char *data = NULL;
 		json_object *rp = json_object_new_object();
 
-		if (add(root, "release_policy", rp) < 0 ||
+		if (devcloud_json_add(root, "release_policy", rp) < 0 ||
 		    b64_encode(imp->policy_json, imp->policy_len, B64_URL_NOPAD, &data) < 0 ||
-		    add(rp, "contentType", json_object_new_string(imp->policy_content_type)) < 0 ||
-		    add(rp, "data", json_object_new_string(data)) < 0 ||
-		    add(rp, "immutable", json_object_new_boolean(imp->immutable)) < 0)
+		    devcloud_json_add(rp, "contentType",
+		                      json_object_new_string(imp->policy_content_type)) < 0 ||
+		    devcloud_json_add(rp, "data", json_object_new_string(data)) < 0 ||
+		    devcloud_json_add(rp, "immutable", json_object_new_boolean(imp->immutable)) < 0)
 			return NULL;
 	}
 	if (jwk_out)
@@ -572,13 +565,13 @@ static int key_hsm(const char *kek_kid, enum skr_wrap_alg alg, const uint8_t *ct
 	_cleanup_free_ char *ct64 = NULL;
 	json_object *header = json_object_new_object();
 
-	if (!root || add(root, "schema_version", json_object_new_string("1.0")) < 0 ||
-	    add(root, "header", header) < 0 ||
-	    add(header, "kid", json_object_new_string(kek_kid ? kek_kid : "")) < 0 ||
-	    add(header, "alg", json_object_new_string("dir")) < 0 ||
-	    add(header, "enc", json_object_new_string(skr_wrap_alg_name(alg))) < 0 ||
+	if (!root || devcloud_json_add(root, "schema_version", json_object_new_string("1.0")) < 0 ||
+	    devcloud_json_add(root, "header", header) < 0 ||
+	    devcloud_json_add(header, "kid", json_object_new_string(kek_kid ? kek_kid : "")) < 0 ||
+	    devcloud_json_add(header, "alg", json_object_new_string("dir")) < 0 ||
+	    devcloud_json_add(header, "enc", json_object_new_string(skr_wrap_alg_name(alg))) < 0 ||
 	    b64_encode(ct, ct_len, B64_URL_NOPAD, &ct64) < 0 ||
-	    add(root, "ciphertext", json_object_new_string(ct64)) < 0)
+	    devcloud_json_add(root, "ciphertext", json_object_new_string(ct64)) < 0)
 		return -ENOMEM;
 	return b64url_json(root, out);
 }
@@ -593,11 +586,11 @@ static int release_jws(struct devcloud *dc, const struct devcloud_kv_key *k, con
 	json_object *request = json_object_new_object(), *response = json_object_new_object();
 	json_object *bundle, *jwk = NULL, *x5c;
 
-	if (!header || !payload || add(payload, "request", request) < 0) {
+	if (!header || !payload || devcloud_json_add(payload, "request", request) < 0) {
 		json_object_put(response);
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	}
-	if (add(payload, "response", response) < 0)
+	if (devcloud_json_add(payload, "response", response) < 0)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	/* The kid as the caller asked for it: with the version only if one was given. */
 	if (asprintf(&req_kid, "%s/keys/%s%s%s", base, k->name, *p->version ? "/" : "",
@@ -606,21 +599,22 @@ static int release_jws(struct devcloud *dc, const struct devcloud_kv_key *k, con
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	}
 	bundle = key_bundle(k, base, true, &jwk);
-	if (add(response, "key", bundle) < 0 ||
-	    add(jwk, "key_hsm", json_object_new_string(hsm_blob)) < 0 ||
-	    add(request, "api-version", json_object_new_string(api_version)) < 0 ||
-	    add(request, "enc", json_object_new_string(skr_wrap_alg_name(alg))) < 0 ||
-	    add(request, "kid", json_object_new_string(req_kid)) < 0)
+	if (devcloud_json_add(response, "key", bundle) < 0 ||
+	    devcloud_json_add(jwk, "key_hsm", json_object_new_string(hsm_blob)) < 0 ||
+	    devcloud_json_add(request, "api-version", json_object_new_string(api_version)) < 0 ||
+	    devcloud_json_add(request, "enc", json_object_new_string(skr_wrap_alg_name(alg))) < 0 ||
+	    devcloud_json_add(request, "kid", json_object_new_string(req_kid)) < 0)
 		return skr_error_set(err, -ENOMEM, "out of memory");
 	/* Key Vault's header: kid is the signing certificate's SHA-1 thumbprint in hex; x5c is
 	 * the chain to the CA clients trust, the leaf issued for the vault's host names. */
 	x5c = json_object_new_array();
-	if (add(header, "alg", json_object_new_string("RS256")) < 0 ||
-	    add(header, "kid", json_object_new_string(dc->vault.thumbprint_hex)) < 0 ||
-	    add(header, "x5t", json_object_new_string(dc->vault.x5t)) < 0 ||
-	    add(header, "typ", json_object_new_string("JWT")) < 0 ||
-	    add(header, "x5t#S256", json_object_new_string(dc->vault.x5t_s256)) < 0 ||
-	    add(header, "x5c", x5c) < 0 ||
+	if (devcloud_json_add(header, "alg", json_object_new_string("RS256")) < 0 ||
+	    devcloud_json_add(header, "kid", json_object_new_string(dc->vault.thumbprint_hex)) <
+	            0 ||
+	    devcloud_json_add(header, "x5t", json_object_new_string(dc->vault.x5t)) < 0 ||
+	    devcloud_json_add(header, "typ", json_object_new_string("JWT")) < 0 ||
+	    devcloud_json_add(header, "x5t#S256", json_object_new_string(dc->vault.x5t_s256)) < 0 ||
+	    devcloud_json_add(header, "x5c", x5c) < 0 ||
 	    json_object_array_add(x5c, json_object_new_string(dc->vault.x5c[0])) < 0 ||
 	    json_object_array_add(x5c, json_object_new_string(dc->vault.x5c[1])) < 0)
 		return skr_error_set(err, -ENOMEM, "out of memory");
@@ -722,7 +716,7 @@ static int release(struct devcloud *dc, const struct devcloud_kv_key *k, const c
 		return r;
 	}
 	root = json_object_new_object();
-	if (!root || add(root, "value", json_object_new_string(jws)) < 0)
+	if (!root || devcloud_json_add(root, "value", json_object_new_string(jws)) < 0)
 		return -ENOMEM;
 	log_info("key vault: released %s/%s wrapped with %s", k->name, k->version,
 	         skr_wrap_alg_name(alg));

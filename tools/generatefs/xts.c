@@ -21,6 +21,7 @@
 
 #include <openssl/evp.h>
 
+#include "deadline.h"
 #include "generatefs.h"
 #include "ossl.h"
 
@@ -277,12 +278,7 @@ int generatefs_xts_fd(int fd, uint64_t data_offset, uint64_t len, const struct s
 	while (job.running > 0) {
 		struct timespec ts;
 
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += XTS_PROGRESS_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
+		ts = deadline_after_ms(CLOCK_REALTIME, XTS_PROGRESS_MS);
 		pthread_cond_timedwait(&job.cond, &job.lock, &ts);
 		if (progress && job.running > 0) {
 			pthread_mutex_unlock(&job.lock);
