@@ -129,22 +129,35 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off)
 	return off < 0 ? -EINVAL : read_loop(fd, buf, len, off);
 }
 
-int write_full(int fd, const void *buf, size_t len)
+/* One loop for write_full() and pwrite_full(): @off < 0 writes at the file offset. */
+static int write_loop(int fd, const void *buf, size_t len, off_t off)
 {
-	const char *p = buf;
+	size_t done = 0;
 
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
+	while (done < len) {
+		ssize_t n = off < 0 ? write(fd, (const char *)buf + done, len - done)
+		                    : pwrite(fd, (const char *)buf + done, len - done,
+		                             off + (off_t)done);
 
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
 			return -errno;
-		}
-		p += n;
-		len -= (size_t)n;
+		if (n == 0)
+			return -EIO;
+		done += (size_t)n;
 	}
 	return 0;
+}
+
+int write_full(int fd, const void *buf, size_t len)
+{
+	return write_loop(fd, buf, len, -1);
+}
+
+int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	return write_loop(fd, buf, len, off);
 }
 
 int write_file_atomic(const char *path, const void *data, size_t len, mode_t mode)

@@ -39,6 +39,10 @@ ssize_t pread_full(int fd, void *buf, size_t len, off_t off);
 /* write() all @len bytes, over short writes and EINTR: 0 or -errno. */
 int write_full(int fd, const void *buf, size_t len);
 
+/* write_full() with pwrite() at offset @off (the file offset is not moved); -EIO if the kernel
+ * writes nothing. */
+int pwrite_full(int fd, const void *buf, size_t len, off_t off);
+
 /* mkdir -p with @mode for created components. */
 int mkdir_p(const char *path, mode_t mode);
 

@@ -16,6 +16,7 @@
 
 #include "cleanup.h"
 #include "encfs.h"
+#include "fileio.h"
 #include "log.h"
 
 #define CHUNK_SIZE (4u * 1024 * 1024)
@@ -82,19 +83,12 @@ static void *download_thread(void *arg)
 		}
 		if (all_zero(buf, len))
 			continue; /* the file was sized with holes: they read as zeros */
-		for (size_t done = 0; done < len;) {
-			ssize_t n = pwrite(d->fd, buf + done, len - done, (off_t)(off + done));
-
-			if (n < 0 && errno == EINTR)
-				continue;
-			if (n <= 0) {
-				r = n < 0 ? -errno : -EIO;
-				skr_error_set(&e, r, "writing %s at %" PRIu64 ": %s", d->path,
-				              off + done, skr_strerror(r));
-				download_fail(d, r, &e);
-				return NULL;
-			}
-			done += (size_t)n;
+		r = pwrite_full(d->fd, buf, len, (off_t)off);
+		if (r < 0) {
+			skr_error_set(&e, r, "writing %s at %" PRIu64 ": %s", d->path, off,
+			              skr_strerror(r));
+			download_fail(d, r, &e);
+			return NULL;
 		}
 	}
 	return NULL;

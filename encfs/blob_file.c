@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "fileio.h"
 #include "log.h"
 
 struct blob_file {
@@ -100,26 +101,14 @@ static int file_read(struct blob *b, const struct iovec *iov, unsigned iovcnt, s
 
 	(void)a;
 	for (unsigned i = 0; i < iovcnt && done < len; i++) {
-		size_t seg = 0;
+		ssize_t n = pread_full(f->fd, iov[i].iov_base, iov[i].iov_len, (off_t)(off + done));
 
-		while (seg < iov[i].iov_len) {
-			ssize_t n = pread(f->fd, (char *)iov[i].iov_base + seg,
-			                  iov[i].iov_len - seg, (off_t)(off + done));
-
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				r = -errno;
-				return skr_error_set(err, r, "read of %s at %" PRIu64 " failed: %s",
-				                     f->path, off + done, skr_strerror(r));
-			}
-			if (n == 0)
-				break; /* shrank: the ETag check below says so */
-			seg += (size_t)n;
-			done += (size_t)n;
-		}
-		if (seg < iov[i].iov_len)
-			break;
+		if (n < 0)
+			return skr_error_set(err, (int)n, "read of %s at %" PRIu64 " failed: %s",
+			                     f->path, off + done, skr_strerror((int)n));
+		done += (size_t)n;
+		if ((size_t)n < iov[i].iov_len)
+			break; /* shrank: the ETag check below says so */
 	}
 	r = path_etag(f, now, err);
 	if (r < 0)
@@ -144,24 +133,14 @@ static int file_write(struct blob *b, const void *buf, size_t len, uint64_t off,
 {
 	struct blob_file *f = b->be_data;
 	struct stat st;
-	size_t done = 0;
 	int r;
 
 	(void)a;
 	etag_out[0] = '\0';
-	while (done < len) {
-		ssize_t n =
-		        pwrite(f->fd, (const char *)buf + done, len - done, (off_t)(off + done));
-
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			r = -errno;
-			return skr_error_set(err, r, "write to %s at %" PRIu64 " failed: %s",
-			                     f->path, off + done, skr_strerror(r));
-		}
-		done += (size_t)n;
-	}
+	r = pwrite_full(f->fd, buf, len, (off_t)off);
+	if (r < 0)
+		return skr_error_set(err, r, "write to %s at %" PRIu64 " failed: %s", f->path, off,
+		                     skr_strerror(r));
 	if (fstat(f->fd, &st) == 0)
 		file_etag(&st, etag_out);
 	return 0;

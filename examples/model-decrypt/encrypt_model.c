@@ -264,12 +264,10 @@ static int encrypt_stream(int in_fd, int out_fd, const struct secret *key, uint6
 		return r;
 	*total = 0;
 	for (;;) {
-		ssize_t n = read(in_fd, in, CHUNK);
+		ssize_t n = read_full(in_fd, in, CHUNK);
 
-		if (n < 0 && errno == EINTR)
-			continue;
 		if (n < 0)
-			return -errno;
+			return (int)n;
 		if (n == 0)
 			break;
 		if (EVP_EncryptUpdate(ctx, out, &outl, in, (int)n) != 1)

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "deadline.h"
+#include "fileio.h"
 #include "generatefs.h"
 #include "ossl.h"
 
@@ -131,36 +132,21 @@ static int xts_chunk(struct xts_job *job, EVP_CIPHER_CTX *ctx, uint8_t *buf, uin
                      size_t n, struct skr_error *e)
 {
 	off_t off = (off_t)(job->data_offset + start);
-	size_t got = 0;
+	ssize_t got = pread_full(job->fd, buf, n, off);
+	int r;
 
-	while (got < n) {
-		ssize_t k = pread(job->fd, buf + got, n - got, off + (off_t)got);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return skr_error_set(e, k < 0 ? -errno : -EIO,
-			                     "encrypt: reading the data area at %" PRIu64 ": %s",
-			                     (uint64_t)off + got,
-			                     k < 0 ? skr_strerror(errno)
-			                           : "unexpected end of file");
-		got += (size_t)k;
-	}
-	int r = xts_run(ctx, job->sector_size, start / 512, buf, n, e);
+	if (got < 0 || (size_t)got < n)
+		return skr_error_set(e, got < 0 ? (int)got : -EIO,
+		                     "encrypt: reading the data area at %" PRIu64 ": %s",
+		                     (uint64_t)off + (got < 0 ? 0 : (uint64_t)got),
+		                     got < 0 ? skr_strerror((int)-got) : "unexpected end of file");
+	r = xts_run(ctx, job->sector_size, start / 512, buf, n, e);
 	if (r < 0)
 		return r;
-	for (size_t put = 0; put < n;) {
-		ssize_t k = pwrite(job->fd, buf + put, n - put, off + (off_t)put);
-
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k <= 0)
-			return skr_error_set(e, k < 0 ? -errno : -EIO,
-			                     "encrypt: writing the data area at %" PRIu64 ": %s",
-			                     (uint64_t)off + put,
-			                     k < 0 ? skr_strerror(errno) : "short write");
-		put += (size_t)k;
-	}
+	r = pwrite_full(job->fd, buf, n, off);
+	if (r < 0)
+		return skr_error_set(e, r, "encrypt: writing the data area at %" PRIu64 ": %s",
+		                     (uint64_t)off, skr_strerror(r));
 	return 0;
 }
 
